@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/types.js';
+import { createLogger } from './observability/logger.js';
+import { createMetrics } from './observability/metrics.js';
+import { startRuntime } from './server/runtime.js';
+
+const USAGE = `Usage: certbound [serve] [--config FILE]
+       certbound validate [--config FILE]
+
+Enforces certificate-bound OAuth access tokens (RFC 8705) in front of an API.
+
+Commands:
+  serve       run the gateway (default)
+  validate    check the configuration; print every problem with its key path
+
+Options:
+  -c, --config FILE   configuration file (default: $CERTBOUND_CONFIG, else ./gateway.yaml)
+  -h, --help          show this help
+  -v, --version       print the version
+
+Signals: SIGHUP reloads the configuration; SIGTERM drains and exits.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function load(path: string): Config | undefined {
+  try {
+    return loadConfig(path);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) process.stderr.write(`${problem}\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+    });
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return void process.stdout.write(`${USAGE}\n`);
+  if (values.version) return void process.stdout.write(`${version()}\n`);
+  const command = positionals[0] ?? 'serve';
+  if (positionals.length > 1 || (command !== 'serve' && command !== 'validate')) {
+    process.stderr.write(`unknown command: ${positionals.join(' ')}\n\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const path = values.config ?? process.env.CERTBOUND_CONFIG ?? 'gateway.yaml';
+  const config = load(path);
+  if (!config) return;
+  if (command === 'validate') return void process.stdout.write(`${path}: valid (${config.routes.length} routes)\n`);
+
+  const log = createLogger(config.logging.level);
+  const metrics = createMetrics();
+  let runtime;
+  try {
+    runtime = await startRuntime(config, { log, metrics, configPath: path });
+  } catch (error) {
+    process.stderr.write(`cannot start: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.on('SIGHUP', () => void runtime.reload());
+  const stop = (signal: string) => {
+    log.info({ msg: 'signal', signal });
+    runtime.shutdown().then(() => log.flush(() => process.exit(0)));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`certbound: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

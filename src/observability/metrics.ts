@@ -1,0 +1,83 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric certbound exports, declared once. Label values are bounded: route and upstream
+ * names from the config, reason codes, status classes. Never a raw path or client input.
+ */
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+  return {
+    registry,
+    requests: new Counter({
+      name: 'certbound_requests_total',
+      help: 'Requests handled, by route, method, status class and outcome (forwarded, rejected, error).',
+      labelNames: ['route', 'method', 'status_class', 'outcome'] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'certbound_request_duration_seconds',
+      help: 'Time from request start to response end, by route.',
+      labelNames: ['route'] as const,
+      buckets: latency,
+      registers,
+    }),
+    authFailures: new Counter({
+      name: 'certbound_auth_failures_total',
+      help: 'Requests refused by authentication or authorization checks, by route and reason code.',
+      labelNames: ['route', 'reason'] as const,
+      registers,
+    }),
+    introspections: new Counter({
+      name: 'certbound_introspection_requests_total',
+      help: 'Token introspection calls to the authorization server, by result (active, inactive, error, timeout, overloaded).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    introspectionDuration: new Histogram({
+      name: 'certbound_introspection_duration_seconds',
+      help: 'Duration of token introspection calls, by result.',
+      labelNames: ['result'] as const,
+      buckets: latency,
+      registers,
+    }),
+    cacheHits: new Counter({ name: 'certbound_token_cache_hits_total', help: 'Token validations answered from the cache.', registers }),
+    cacheMisses: new Counter({ name: 'certbound_token_cache_misses_total', help: 'Token validations that missed the cache.', registers }),
+    cacheEntries: new Gauge({ name: 'certbound_token_cache_entries', help: 'Entries in the token cache.', registers }),
+    jwksFetches: new Counter({
+      name: 'certbound_jwks_fetches_total',
+      help: 'JWKS fetches from the authorization server, by result (success, error).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'certbound_upstream_duration_seconds',
+      help: 'Time to the upstream response headers, by upstream.',
+      labelNames: ['upstream'] as const,
+      buckets: latency,
+      registers,
+    }),
+    upstreamErrors: new Counter({
+      name: 'certbound_upstream_errors_total',
+      help: 'Failed upstream calls, by upstream and kind (refused, reset, timeout).',
+      labelNames: ['upstream', 'kind'] as const,
+      registers,
+    }),
+    reloads: new Counter({
+      name: 'certbound_config_reloads_total',
+      help: 'Configuration reloads, by result (success, failure).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    certificateExpiry: new Gauge({
+      name: 'certbound_certificate_expiry_timestamp_seconds',
+      help: 'Expiry time of the serving certificate and of the earliest-expiring client CA certificate.',
+      labelNames: ['certificate'] as const,
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,246 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import type HttpProxy from 'http-proxy';
+import type { RouteConfig } from './config/types.js';
+import { GatewayError, isGatewayError, type ErrorCode } from './errors.js';
+import { bearerToken } from './bearer.js';
+import { checkBinding, checkScopes } from './binding.js';
+import type { ClientCertificate } from './certificate/types.js';
+import type { TokenClaims } from './token/types.js';
+import type { Target } from './route.js';
+import type { Gateway } from './gateway.js';
+import { upstreamRequestHeaders } from './forward/headers.js';
+import { errorResponse } from './respond.js';
+import type { Metrics } from './observability/metrics.js';
+import type { Logger } from './observability/logger.js';
+
+export interface Observers {
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+/** Who the request proved to be. */
+export interface Identity {
+  readonly claims?: TokenClaims;
+  readonly certificate?: ClientCertificate;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** FAPI: echo the client's x-fapi-interaction-id when it is a UUID, otherwise mint one. */
+export function interactionIdOf(value: string | string[] | undefined): string {
+  return typeof value === 'string' && UUID.test(value) ? value : randomUUID();
+}
+
+/** The checks a route's `auth` asks for, in order. Plain values in, Identity out, or a GatewayError. */
+export async function authorize(req: IncomingMessage, route: RouteConfig, target: Target, gateway: Gateway): Promise<Identity> {
+  switch (route.auth) {
+    case 'none':
+      return {};
+    case 'mtls': {
+      const cert = gateway.readCertificate(req);
+      if (!cert.present) {
+        throw new GatewayError('transport_certificate_missing', `transport certificate not found in the request${cert.why ? `: ${cert.why}` : ''}`);
+      }
+      return { certificate: cert.certificate };
+    }
+    case 'certificate_bound_token': {
+      const token = bearerToken(req.headersDistinct.authorization, target.query);
+      const cert = gateway.readCertificate(req);
+      // No certificate can never pass the binding check: refuse before spending an introspection call.
+      if (!cert.present) {
+        throw new GatewayError('certificate_missing', `client certificate required${cert.why ? `: ${cert.why}` : ''}`);
+      }
+      if (!gateway.tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
+      const claims = await gateway.tokens.validate(token);
+      const certificate = checkBinding(claims, cert);
+      checkScopes(claims, route.scopes);
+      return { claims, certificate };
+    }
+  }
+}
+
+/** Headers certbound itself sends upstream: identity, forwarded certificate, interaction id. */
+function addedHeaders(gateway: Gateway, route: RouteConfig, identity: Identity, interactionId: string): Record<string, string> {
+  const names = gateway.config.identityHeaders;
+  const add: Record<string, string> = { 'x-fapi-interaction-id': interactionId };
+  const { claims, certificate } = identity;
+  if (claims?.clientId) add[names.clientId] = claims.clientId;
+  if (claims?.subject) add[names.subject] = claims.subject;
+  if (claims && claims.scopes.size > 0) add[names.scope] = [...claims.scopes].join(' ');
+  if (certificate) {
+    add[names.thumbprint] = certificate.thumbprint;
+    if (route.forwardCertificateHeader) add[route.forwardCertificateHeader] = encodeURIComponent(certificate.x509.toString());
+  }
+  return add;
+}
+
+function stripped(gateway: Gateway, route: RouteConfig): ReadonlySet<string> {
+  if (route.forwardAuthorization) return gateway.protectedHeaders;
+  return new Set([...gateway.protectedHeaders, 'authorization']);
+}
+
+function forwardedHeaders(req: IncomingMessage, gateway: Gateway, route: RouteConfig, identity: Identity, interactionId: string, upgrade: boolean) {
+  return upstreamRequestHeaders({
+    incoming: req.headers,
+    strip: stripped(gateway, route),
+    add: addedHeaders(gateway, route, identity, interactionId),
+    peer: req.socket.remoteAddress ?? '',
+    peerTrusted: gateway.peerTrusted(req.socket.remoteAddress),
+    proto: gateway.config.listen.tls ? 'https' : 'http',
+    keepUpgrade: upgrade,
+  });
+}
+
+/** Config compilation guarantees every route's upstream exists. */
+const upstreamOf = (gateway: Gateway, route: RouteConfig) => gateway.upstreams.get(route.upstream) as NonNullable<ReturnType<Gateway['upstreams']['get']>>;
+
+const hasBody = (req: IncomingMessage): boolean =>
+  req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+
+/** One request, top to bottom: route → authorize → forward; any GatewayError → respond. */
+export async function handle(req: IncomingMessage, res: ServerResponse, gateway: Gateway, obs: Observers): Promise<void> {
+  const started = performance.now();
+  const interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
+  const method = req.method ?? 'GET';
+  let route: RouteConfig | undefined;
+  let identity: Identity = {};
+  let status = 0;
+  let reason: ErrorCode | 'internal' | undefined;
+  let upstreamSeconds: number | undefined;
+  try {
+    const match = gateway.route(method, req.url ?? '/');
+    route = match.route;
+    identity = await authorize(req, route, match.target, gateway);
+    const upstream = upstreamOf(gateway, route);
+    const outcome = await upstream.forward(
+      {
+        method,
+        path: match.target.encodedPath + match.target.query,
+        headers: forwardedHeaders(req, gateway, route, identity, interactionId, false),
+        body: hasBody(req) ? req : undefined,
+        responseHeaders: { 'x-fapi-interaction-id': interactionId },
+      },
+      res,
+      (kind) => obs.metrics.upstreamErrors.inc({ upstream: upstream.config.name, kind }),
+    );
+    status = outcome.status;
+    upstreamSeconds = outcome.upstreamSeconds;
+    obs.metrics.upstreamDuration.observe({ upstream: upstream.config.name }, outcome.upstreamSeconds);
+  } catch (error) {
+    ({ status, reason } = fail(error, res, route, gateway, interactionId, obs));
+  }
+  record(obs, { req, method, route, identity, status, reason, started, upstreamSeconds, interactionId });
+}
+
+function fail(error: unknown, res: ServerResponse, route: RouteConfig | undefined, gateway: Gateway, interactionId: string, obs: Observers) {
+  if (!isGatewayError(error)) {
+    obs.log.error({ err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error), interaction_id: interactionId }, 'unexpected error');
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return { status: res.statusCode, reason: isGatewayError(error) ? error.code : ('internal' as const) };
+  }
+  const gatewayError = isGatewayError(error) ? error : undefined;
+  const response = gatewayError
+    ? errorResponse(gatewayError, route?.auth, gateway.config.realm)
+    : { status: 500, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: '{"error":"server_error","error_description":"internal error"}' };
+  res.writeHead(response.status, { ...response.headers, 'x-fapi-interaction-id': interactionId });
+  res.end(response.body);
+  return { status: response.status, reason: gatewayError?.code ?? ('internal' as const) };
+}
+
+const AUTH_REASONS = new Set<string>([
+  'missing_token', 'malformed_token', 'token_in_query', 'invalid_token', 'inactive', 'expired', 'not_yet_valid', 'unbound_token',
+  'insufficient_scope', 'certificate_missing', 'certificate_mismatch', 'certificate_untrusted', 'certificate_expired',
+  'certificate_malformed', 'certificate_header_repeated', 'certificate_header_untrusted', 'transport_certificate_missing', 'as_unavailable',
+]);
+
+interface Record_ {
+  req: IncomingMessage;
+  method: string;
+  route: RouteConfig | undefined;
+  identity: Identity;
+  status: number;
+  reason: ErrorCode | 'internal' | undefined;
+  started: number;
+  upstreamSeconds: number | undefined;
+  interactionId: string;
+}
+
+/** Metrics and the access log line: thumbprint and client id only, never a token or certificate. */
+function record(obs: Observers, r: Record_): void {
+  const seconds = (performance.now() - r.started) / 1000;
+  const routeName = r.route?.name ?? 'none';
+  const outcome = r.reason === undefined ? 'forwarded' : r.reason === 'internal' || r.status >= 500 ? 'error' : 'rejected';
+  obs.metrics.requests.inc({
+    route: routeName,
+    method: KNOWN_METHODS.has(r.method) ? r.method : 'OTHER',
+    status_class: `${Math.floor(r.status / 100)}xx`,
+    outcome,
+  });
+  obs.metrics.requestDuration.observe({ route: routeName }, seconds);
+  if (r.reason && AUTH_REASONS.has(r.reason)) obs.metrics.authFailures.inc({ route: routeName, reason: r.reason });
+  if (!obs.log.isLevelEnabled('info')) return;
+  obs.log.info({
+    msg: 'request',
+    interaction_id: r.interactionId,
+    route: routeName,
+    method: r.method,
+    status: r.status,
+    outcome,
+    ...(r.reason ? { reason: r.reason } : {}),
+    latency_ms: Math.round(seconds * 1e6) / 1e3,
+    ...(r.upstreamSeconds !== undefined ? { upstream_latency_ms: Math.round(r.upstreamSeconds * 1e6) / 1e3 } : {}),
+    ...(r.identity.claims?.clientId ? { client_id: r.identity.claims.clientId } : {}),
+    ...(r.identity.certificate ? { certificate_thumbprint: r.identity.certificate.thumbprint } : {}),
+    peer: r.req.socket.remoteAddress,
+  });
+}
+
+/**
+ * An Upgrade (WebSocket) request: the same checks as any request, then http-proxy carries the
+ * tunnel. The request's headers are replaced by the cleaned set before http-proxy reads them.
+ */
+export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, gateway: Gateway, obs: Observers, proxy: HttpProxy): Promise<void> {
+  const started = performance.now();
+  const interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
+  const method = req.method ?? 'GET';
+  let route: RouteConfig | undefined;
+  let identity: Identity = {};
+  let status = 101;
+  let reason: ErrorCode | 'internal' | undefined;
+  try {
+    const match = gateway.route(method, req.url ?? '/');
+    route = match.route;
+    identity = await authorize(req, route, match.target, gateway);
+    const upstream = upstreamOf(gateway, route);
+    req.headers = forwardedHeaders(req, gateway, route, identity, interactionId, true) as IncomingMessage['headers'];
+    req.url = match.target.encodedPath + match.target.query;
+    proxy.ws(req, socket, head, { target: upstream.config.url, xfwd: false }, () => {
+      obs.metrics.upstreamErrors.inc({ upstream: upstream.config.name, kind: 'refused' });
+      writeRaw(socket, { status: 502, headers: { 'content-type': 'application/json' }, body: '{"error":"bad_gateway","error_description":"upstream unavailable"}' }, interactionId);
+    });
+  } catch (error) {
+    const gatewayError = isGatewayError(error) ? error : undefined;
+    if (!gatewayError) obs.log.error({ err: String(error), interaction_id: interactionId }, 'unexpected error on upgrade');
+    const response = gatewayError
+      ? errorResponse(gatewayError, route?.auth, gateway.config.realm)
+      : { status: 500, headers: { 'content-type': 'application/json' }, body: '{"error":"server_error","error_description":"internal error"}' };
+    writeRaw(socket, response, interactionId);
+    status = response.status;
+    reason = gatewayError?.code ?? 'internal';
+  }
+  record(obs, { req, method, route, identity, status, reason, started, upstreamSeconds: undefined, interactionId });
+}
+
+function writeRaw(socket: Duplex, response: { status: number; headers: Readonly<Record<string, string>>; body: string }, interactionId: string): void {
+  if (socket.destroyed) return;
+  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`];
+  const headers = { ...response.headers, 'x-fapi-interaction-id': interactionId, 'content-length': String(Buffer.byteLength(response.body)), connection: 'close' };
+  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${response.body}`);
+}

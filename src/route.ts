@@ -1,0 +1,98 @@
+import { GatewayError } from './errors.js';
+import type { RouteConfig } from './config/types.js';
+
+export interface Target {
+  /** Decoded, dot-segments resolved, `//` merged: what routes match against. */
+  readonly path: string;
+  /** The same path, re-encoded: what the upstream receives (plus `query`). */
+  readonly encodedPath: string;
+  /** Raw query string including the leading `?`, or ''. */
+  readonly query: string;
+}
+
+export interface Match {
+  readonly route: RouteConfig;
+  readonly target: Target;
+}
+
+const PCHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@]/;
+
+function encodeSegment(segment: string): string {
+  let out = '';
+  for (const ch of segment) out += PCHAR.test(ch) ? ch : encodeURIComponent(ch);
+  return out;
+}
+
+function resolveDotSegments(segments: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const s of segments) {
+    if (s === '' || s === '.') continue;
+    if (s === '..') out.pop();
+    else out.push(s);
+  }
+  return out;
+}
+
+/**
+ * Parses a request target into the path routes match and the path forwarded. Anything that could
+ * be read two ways by certbound and the upstream (encoded slashes or backslashes, NUL, bad
+ * percent-encoding, invalid UTF-8) is refused rather than guessed.
+ */
+export function parseTarget(url: string): Target {
+  let raw = url;
+  if (!raw.startsWith('/')) {
+    const m = /^https?:\/\/[^/?#]*(.*)$/i.exec(raw);
+    if (!m) throw new GatewayError('bad_path', 'request target must be an absolute path');
+    raw = m[1] || '/';
+    if (!raw.startsWith('/')) raw = `/${raw}`;
+  }
+  const q = raw.indexOf('?');
+  const rawPath = q === -1 ? raw : raw.slice(0, q);
+  const query = q === -1 ? '' : raw.slice(q);
+  if (rawPath.includes('\\') || rawPath.includes('\0') || rawPath.includes('#')) {
+    throw new GatewayError('bad_path', 'path contains a forbidden character');
+  }
+  if (/%(?![0-9A-Fa-f]{2})/.test(rawPath)) throw new GatewayError('bad_path', 'path has invalid percent-encoding');
+  if (/%(2f|5c|00)/i.test(rawPath)) throw new GatewayError('bad_path', 'path contains an encoded slash, backslash or NUL');
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    throw new GatewayError('bad_path', 'path is not valid UTF-8 after percent-decoding');
+  }
+  const segments = resolveDotSegments(decoded.split('/'));
+  const trailing = decoded.length > 1 && decoded.endsWith('/') && segments.length > 0 ? '/' : '';
+  const path = `/${segments.join('/')}${trailing}`;
+  const encodedPath = `/${segments.map(encodeSegment).join('/')}${trailing}`;
+  return { path, encodedPath, query };
+}
+
+/** The form a `path_prefix` must already be in; undefined when it is not a clean absolute path. */
+export function normalizePrefix(prefix: string): string | undefined {
+  if (prefix.includes('%') || prefix.includes('\\') || prefix.includes('?') || prefix.includes('#')) return undefined;
+  const segments = prefix.split('/').slice(1);
+  if (segments.some((s) => s === '.' || s === '..')) return undefined;
+  return `/${segments.filter((s) => s !== '').join('/')}`;
+}
+
+/** True when `path` is `prefix` itself or lies below it on a segment boundary. */
+function under(path: string, prefix: string): boolean {
+  if (prefix === '/') return true;
+  return path === prefix || (path.startsWith(prefix) && path.charCodeAt(prefix.length) === 47 /* / */);
+}
+
+export type Router = (method: string, url: string) => Match;
+
+/** Compiles the route table once: longest `path_prefix` first. */
+export function createRouter(routes: readonly RouteConfig[]): Router {
+  const table = [...routes].sort((a, b) => b.pathPrefix.length - a.pathPrefix.length);
+  return (method, url) => {
+    const target = parseTarget(url);
+    const route = table.find((r) => under(target.path, r.pathPrefix));
+    if (!route) throw new GatewayError('no_route', 'no route for this path');
+    if (!route.methods.includes(method)) {
+      throw new GatewayError('method_not_allowed', `method ${method} is not allowed on this route`, { allow: route.methods });
+    }
+    return { route, target };
+  };
+}

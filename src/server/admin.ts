@@ -1,0 +1,31 @@
+import { createServer, type Server } from 'node:http';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface Health {
+  /** Config loaded, listeners up, what validation needs loaded; false while draining. */
+  ready(): boolean;
+}
+
+/** The admin listener, apart from traffic: /metrics, /healthz, /readyz. */
+export function createAdminServer(metrics: Metrics, health: Health): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ready = health.ready();
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+    } else if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+}

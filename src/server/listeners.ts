@@ -1,0 +1,50 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import type { Config, TlsListenConfig } from '../config/types.js';
+
+/** Options that can change on reload through `setSecureContext`, without dropping connections. */
+export function secureContextOptions(tls: TlsListenConfig): SecureContextOptions {
+  return {
+    cert: tls.cert.contents,
+    key: tls.key.contents,
+    ...(tls.clientCa ? { ca: tls.clientCa.contents } : {}),
+    minVersion: tls.minVersion,
+    ciphers: tls.ciphers,
+    honorCipherOrder: true,
+  };
+}
+
+export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The traffic listener: HTTPS requesting (not requiring) client certificates when `listen.tls`
+ * is set, so a request without one gets a proper OAuth error instead of a failed handshake.
+ */
+export function createTrafficServer(config: Config, onRequest: RequestListener): Server {
+  const base: ServerOptions = {
+    maxHeaderSize: config.listen.maxHeaderBytes,
+    keepAliveTimeout: config.listen.keepAliveTimeoutMs,
+    requestTimeout: config.listen.requestTimeoutMs,
+    headersTimeout: Math.min(60000, config.listen.requestTimeoutMs || 60000),
+  };
+  const tls = config.listen.tls;
+  if (!tls) return createHttpServer(base, onRequest);
+  const server = createHttpsServer(
+    { ...base, ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] },
+    onRequest,
+  );
+  // A renegotiation could swap the client certificate under a per-connection thumbprint.
+  server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
+  return server;
+}
+
+export function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,25 @@
+/** What a validated access token tells the gateway, whatever validated it (introspection or JWT). */
+export interface TokenClaims {
+  readonly clientId?: string;
+  readonly subject?: string;
+  /** Granted scopes (space-separated `scope` split). */
+  readonly scopes: ReadonlySet<string>;
+  /** `cnf["x5t#S256"]`, when the token is certificate-bound. */
+  readonly x5tS256?: string;
+  /** Seconds since the epoch. */
+  readonly exp?: number;
+  readonly nbf?: number;
+  readonly iss?: string;
+}
+
+export interface TokenValidator {
+  /**
+   * Resolves the claims of an active, unexpired token, or throws a GatewayError:
+   * `inactive`, `expired`, `not_yet_valid`, `invalid_token` (bad signature, issuer, audience, typ…)
+   * or `as_unavailable` (timeout, 5xx, garbage, overload; carries `retryAfter`).
+   */
+  validate(token: string): Promise<TokenClaims>;
+  /** False until what validation needs is loaded (e.g. the JWKS when token_validation is jwt). */
+  ready(): boolean;
+  close(): Promise<void>;
+}

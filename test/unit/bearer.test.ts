@@ -1,0 +1,33 @@
+import t from 'tap';
+import { bearerToken } from '../../src/bearer.js';
+import { GatewayError } from '../../src/errors.js';
+
+const code = (fn: () => unknown): string => {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    return (e as GatewayError).code;
+  }
+};
+
+t.test('extracts token68 with a case-insensitive scheme', async (t) => {
+  t.equal(bearerToken(['Bearer abc.DEF-_~+/=='], ''), 'abc.DEF-_~+/==');
+  t.equal(bearerToken(['bearer x'], ''), 'x');
+  t.equal(bearerToken(['BEARER x'], '?a=1'), 'x');
+  t.equal(bearerToken(['Bearer  x '], ''), 'x');
+});
+
+t.test('missing, malformed and query tokens', async (t) => {
+  t.equal(code(() => bearerToken(undefined, '')), 'missing_token');
+  t.equal(code(() => bearerToken([], '')), 'missing_token');
+  t.equal(code(() => bearerToken(['Basic abc'], '')), 'malformed_token');
+  t.equal(code(() => bearerToken(['Bearer'], '')), 'malformed_token');
+  t.equal(code(() => bearerToken(['Bearer '], '')), 'malformed_token');
+  t.equal(code(() => bearerToken(['Bearer a b'], '')), 'malformed_token');
+  t.equal(code(() => bearerToken(['Bearer a=b'], '')), 'malformed_token');
+  t.equal(code(() => bearerToken(['Bearer a', 'Bearer b'], '')), 'malformed_token');
+  t.equal(code(() => bearerToken(['Bearer a'], '?access_token=x')), 'token_in_query');
+  t.equal(code(() => bearerToken(undefined, '?x=1&access_token')), 'token_in_query');
+  t.equal(code(() => bearerToken(['Bearer a'], '?my_access_token=1')), 'ok');
+});

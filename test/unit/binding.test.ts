@@ -1,0 +1,50 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { checkBinding, checkScopes } from '../../src/binding.js';
+import { sameThumbprint, thumbprintOf } from '../../src/certificate/thumbprint.js';
+import { GatewayError } from '../../src/errors.js';
+import type { TokenClaims } from '../../src/token/types.js';
+
+const vector = JSON.parse(readFileSync(new URL('../vectors/rfc8705-appendix-a.json', import.meta.url), 'utf8')) as { 'x5t#S256': string };
+const x509 = new X509Certificate(readFileSync(new URL('../vectors/rfc8705-appendix-a.pem', import.meta.url)));
+const certificate = { thumbprint: thumbprintOf(x509.raw), x509 };
+const claims = (over: Partial<TokenClaims> = {}): TokenClaims => ({ scopes: new Set(['accounts']), x5tS256: vector['x5t#S256'], ...over });
+const code = (fn: () => unknown): string => {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    return (e as GatewayError).code;
+  }
+};
+
+t.test('RFC 8705 Appendix A thumbprint', async (t) => {
+  t.equal(thumbprintOf(x509.raw), 'A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0');
+  t.equal(thumbprintOf(x509.raw), vector['x5t#S256']);
+});
+
+t.test('binding fails closed', async (t) => {
+  t.equal(checkBinding(claims(), { present: true, certificate }), certificate);
+  t.equal(code(() => checkBinding(claims({ x5tS256: undefined }), { present: true, certificate })), 'unbound_token');
+  t.equal(code(() => checkBinding(claims(), { present: false })), 'certificate_missing');
+  t.equal(code(() => checkBinding(claims({ x5tS256: 'B4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0' }), { present: true, certificate })), 'certificate_mismatch');
+  t.equal(code(() => checkBinding(claims({ x5tS256: 'short' }), { present: true, certificate })), 'certificate_mismatch');
+  try {
+    checkBinding(claims(), { present: false, why: 'client certificate not verified (CERT_HAS_EXPIRED)' });
+  } catch (e) {
+    t.equal((e as GatewayError).description, 'client certificate required: client certificate not verified (CERT_HAS_EXPIRED)');
+  }
+});
+
+t.test('sameThumbprint', async (t) => {
+  t.ok(sameThumbprint('abc', 'abc'));
+  t.notOk(sameThumbprint('abc', 'abd'));
+  t.notOk(sameThumbprint('abc', 'abcd'));
+});
+
+t.test('scopes: every required scope must be granted', async (t) => {
+  t.equal(code(() => checkScopes(claims(), ['accounts'])), 'ok');
+  t.equal(code(() => checkScopes(claims(), [])), 'ok');
+  t.equal(code(() => checkScopes(claims(), ['accounts', 'payments'])), 'insufficient_scope');
+});

@@ -1,0 +1,61 @@
+import t from 'tap';
+import { createRouter, normalizePrefix, parseTarget } from '../../src/route.js';
+import { GatewayError } from '../../src/errors.js';
+import type { RouteConfig } from '../../src/config/types.js';
+
+const route = (name: string, pathPrefix: string, methods = ['GET']): RouteConfig => ({
+  name, pathPrefix, methods, upstream: 'u', auth: 'none', scopes: [], forwardAuthorization: false,
+});
+
+const code = (fn: () => unknown): string => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof GatewayError) return e.code;
+    throw e;
+  }
+  return 'ok';
+};
+
+t.test('parseTarget normalizes dot-segments, slashes and encoding', async (t) => {
+  t.same(parseTarget('/a/b/../c/./d?x=1'), { path: '/a/c/d', encodedPath: '/a/c/d', query: '?x=1' });
+  t.same(parseTarget('/a//b/'), { path: '/a/b/', encodedPath: '/a/b/', query: '' });
+  t.equal(parseTarget('/%61isp').path, '/aisp', 'unreserved percent-encoding is decoded before matching');
+  t.equal(parseTarget('/a/%2e%2e/b').path, '/b', 'encoded dot-segments are resolved');
+  t.equal(parseTarget('/../../etc').path, '/etc', 'cannot climb above the root');
+  t.equal(parseTarget('/caf%C3%A9 x').encodedPath, '/caf%C3%A9%20x');
+  t.equal(parseTarget('http://host:1/p/q?z').path, '/p/q', 'absolute-form target');
+  t.equal(parseTarget('http://host').path, '/');
+  t.equal(parseTarget('/').path, '/');
+});
+
+t.test('parseTarget refuses ambiguous paths with bad_path', async (t) => {
+  for (const bad of ['/a%2Fb', '/a%2fb', '/a%5Cb', '/a%00', '/a%zz', '/a%4', '/a\\b', '/a\0b', '/%C3%28', '*', 'ftp://x/y']) {
+    t.equal(code(() => parseTarget(bad)), 'bad_path', bad);
+  }
+});
+
+t.test('router: longest prefix wins on segment boundaries; 404 and 405', async (t) => {
+  const router = createRouter([route('root', '/'), route('aisp', '/ob/aisp', ['GET', 'HEAD']), route('accounts', '/ob/aisp/accounts', ['POST'])]);
+  t.equal(router('GET', '/ob/aisp/x').route.name, 'aisp');
+  t.equal(router('POST', '/ob/aisp/accounts/1').route.name, 'accounts');
+  t.equal(router('GET', '/ob/aispx').route.name, 'root', 'no match inside a segment');
+  t.equal(router('GET', '/ob/aisp/../x').route.name, 'root', 'matched after normalization');
+  t.equal(router('GET', '/ob/aisp/accounts/../y').route.name, 'aisp');
+  t.equal(code(() => router('GET', '/ob/aisp/accounts')), 'method_not_allowed');
+  try {
+    router('DELETE', '/ob/aisp');
+  } catch (e) {
+    t.same((e as GatewayError).details.allow, ['GET', 'HEAD']);
+  }
+  const narrow = createRouter([route('aisp', '/ob/aisp')]);
+  t.equal(code(() => narrow('GET', '/other')), 'no_route');
+  t.equal(narrow('GET', '/ob/aisp').target.encodedPath, '/ob/aisp');
+});
+
+t.test('normalizePrefix', async (t) => {
+  t.equal(normalizePrefix('/a/b/'), '/a/b');
+  t.equal(normalizePrefix('/'), '/');
+  t.equal(normalizePrefix('//a'), '/a');
+  for (const bad of ['/a/../b', '/a/./b', '/%41', '/a?b', '/a#b', '/a\\b']) t.equal(normalizePrefix(bad), undefined, bad);
+});
