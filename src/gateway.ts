@@ -57,6 +57,7 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
   const tokens = config.authorizationServer
     ? createTokenValidator(config.authorizationServer, config.tokenValidation, {
         ...(deps.metrics ? { metrics: deps.metrics } : {}),
+        ...(deps.log ? { logger: deps.log } : {}),
         ...(deps.clock ? { clock: deps.clock } : {}),
       })
     : undefined;

@@ -309,10 +309,14 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
   const clientCert = s.file('client_cert_file', needsTlsClient);
   const clientKey = s.file('client_key_file', needsTlsClient);
   const ca = s.file('ca_file');
-  const jwksUri = s.url('jwks_uri', validation !== 'introspection');
+  const signedIntrospection = s.bool('signed_introspection', false);
+  const jwksUri = s.url('jwks_uri', validation !== 'introspection' || signedIntrospection);
   const audience = s.string('audience');
   if (validation !== 'introspection' && !audience) s.problem('audience', 'is required when token_validation is jwt or auto');
   const allowedAlgorithms = s.strings('allowed_algorithms', ['PS256', 'ES256', 'EdDSA']);
+  allowedAlgorithms.forEach((alg, i) => {
+    if (alg === 'none' || alg.startsWith('HS')) s.problem(`allowed_algorithms[${i}]`, `"${alg}" is not allowed: access tokens must be signed with an asymmetric key`);
+  });
   const c = s.section('cache');
   const cache = {
     maxEntries: c.int('max_entries', 100000, 0, 100000000),
@@ -336,7 +340,7 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
     clockSkewSeconds: s.int('clock_skew_seconds', 30, 0, 600),
     maxConcurrentRequests: s.int('max_concurrent_requests', 64, 1, 10000),
     retryAfterSeconds: s.int('retry_after_seconds', 5, 0, 3600),
-    signedIntrospection: s.bool('signed_introspection', false),
+    signedIntrospection,
     ...(jwksUri ? { jwksUri } : {}),
     ...(audience ? { audience } : {}),
     allowedAlgorithms,

@@ -4,6 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import HttpProxy from 'http-proxy';
 import { loadConfig } from '../config/load.js';
 import type { Config, LoadedFile } from '../config/types.js';
@@ -83,7 +84,11 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
   });
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
-  traffic.on('upgrade', (req, socket, head: Buffer) => {
+  // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: track them here.
+  const tunnels = new Set<Duplex>();
+  traffic.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+    tunnels.add(socket);
+    socket.once('close', () => tunnels.delete(socket));
     handleUpgrade(req, socket, head, gateway, observers, proxy).catch(() => socket.destroy());
   });
   traffic.on('clientError', (error: NodeJS.ErrnoException, socket) => {
@@ -179,6 +184,7 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
       await Promise.race([closed, grace]);
       clearInterval(idleSweep);
       traffic.closeAllConnections();
+      for (const socket of tunnels) socket.destroy();
       proxy.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();

@@ -104,6 +104,13 @@ t.test('cross-section rules', async (t) => {
   jwt.token_validation = 'jwt';
   jwt.authorization_server = { issuer: 'https://as.example' };
   t.same(problems(jwt), ['authorization_server.jwks_uri: is required', 'authorization_server.audience: is required when token_validation is jwt or auto']);
+  const signed = minimal() as Record<string, unknown>;
+  signed.authorization_server = { ...(minimal().authorization_server), signed_introspection: true, allowed_algorithms: ['ES256', 'HS256', 'none'] };
+  t.same(problems(signed), [
+    'authorization_server.jwks_uri: is required',
+    'authorization_server.allowed_algorithms[1]: "HS256" is not allowed: access tokens must be signed with an asymmetric key',
+    'authorization_server.allowed_algorithms[2]: "none" is not allowed: access tokens must be signed with an asymmetric key',
+  ]);
   const mtls = buildConfig({ upstreams: { u: 'http://x:1' }, routes: [{ name: 'token', path_prefix: '/token', upstream: 'u', auth: 'mtls', methods: ['POST'] }] });
   t.equal(mtls.routes[0]?.forwardCertificateHeader, 'x-client-cert');
 });

@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import { GatewayError } from '../errors.js';
+import type { TokenClaims } from './types.js';
+
+/** What validating a token yields: its claims, or the authorization server's "not active". */
+export type Outcome = { readonly active: true; readonly claims: TokenClaims } | { readonly active: false };
+
+/** The cache and single-flight key: a token is never stored or compared in the clear. */
+export function keyOf(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+/**
+ * Parses the members of an introspection response or a JWT payload into TokenClaims. A member of
+ * the wrong type throws `malformed(member)`: a token whose `exp` cannot be read must not pass as eternal.
+ */
+export function claimsOf(
+  raw: Readonly<Record<string, unknown>>,
+  malformed: (member: string) => Error,
+): TokenClaims & { readonly iat?: number } {
+  const bad = (member: string): never => {
+    throw malformed(member);
+  };
+  const text = (member: string): string | undefined => {
+    const value = raw[member];
+    if (value === undefined) return undefined;
+    return typeof value === 'string' ? value : bad(member);
+  };
+  const seconds = (member: string): number | undefined => {
+    const value = raw[member];
+    if (value === undefined) return undefined;
+    return typeof value === 'number' && Number.isFinite(value) ? value : bad(member);
+  };
+  const cnf = raw['cnf'];
+  if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))) bad('cnf');
+  const thumbprint = cnf === undefined ? undefined : (cnf as Record<string, unknown>)['x5t#S256'];
+  if (thumbprint !== undefined && typeof thumbprint !== 'string') bad('cnf');
+
+  const scope = text('scope');
+  const clientId = text('client_id');
+  const subject = text('sub');
+  const iss = text('iss');
+  const exp = seconds('exp');
+  const nbf = seconds('nbf');
+  const iat = seconds('iat');
+  return {
+    scopes: new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== '')),
+    ...(clientId === undefined ? {} : { clientId }),
+    ...(subject === undefined ? {} : { subject }),
+    ...(typeof thumbprint === 'string' ? { x5tS256: thumbprint } : {}),
+    ...(exp === undefined ? {} : { exp }),
+    ...(nbf === undefined ? {} : { nbf }),
+    ...(iat === undefined ? {} : { iat }),
+    ...(iss === undefined ? {} : { iss }),
+  };
+}
+
+/** Throws `expired` or `not_yet_valid` when the token's times, widened by the skew, exclude `nowMs`. */
+export function checkTimes(claims: { exp?: number; nbf?: number; iat?: number }, nowMs: number, skewSeconds: number): void {
+  const now = nowMs / 1000;
+  if (claims.exp !== undefined && claims.exp <= now - skewSeconds) {
+    throw new GatewayError('expired', 'the access token has expired');
+  }
+  if ((claims.nbf !== undefined && claims.nbf > now + skewSeconds) || (claims.iat !== undefined && claims.iat > now + skewSeconds)) {
+    throw new GatewayError('not_yet_valid', 'the access token is not valid yet');
+  }
+}
+
+/** The claims of an outcome still valid at `nowMs`, or the error that refuses it. */
+export function claimsAt(outcome: Outcome, nowMs: number, skewSeconds: number): TokenClaims {
+  if (!outcome.active) throw new GatewayError('inactive', 'the access token is not active');
+  checkTimes(outcome.claims, nowMs, skewSeconds);
+  return outcome.claims;
+}
+
+export function unavailable(retryAfterSeconds: number): GatewayError {
+  return new GatewayError('as_unavailable', 'the authorization server is unavailable', { retryAfter: retryAfterSeconds });
+}

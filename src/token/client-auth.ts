@@ -1,0 +1,90 @@
+import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { AuthorizationServerConfig } from '../config/types.js';
+
+/** What one introspection request carries to authenticate certbound to the authorization server. */
+export interface ClientAuthentication {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const ASSERTION_LIFETIME_SECONDS = 60;
+
+/** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded. */
+export function basicAuthorization(clientId: string, clientSecret: string): string {
+  const encode = (value: string) => new URLSearchParams({ v: value }).toString().slice(2);
+  return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
+}
+
+/** The JWS algorithm that fits a private key when the config names none. */
+export function algorithmFor(key: KeyObject): string {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+    case 'rsa-pss':
+      return 'PS256';
+    case 'ec': {
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      if (curve === 'prime256v1') return 'ES256';
+      if (curve === 'secp384r1') return 'ES384';
+      if (curve === 'secp521r1') return 'ES512';
+      throw new Error(`unsupported EC curve ${String(curve)} for private_key_jwt`);
+    }
+    case 'ed25519':
+      return 'EdDSA';
+    default:
+      throw new Error(`unsupported key type ${String(key.asymmetricKeyType)} for private_key_jwt`);
+  }
+}
+
+/**
+ * Prepares the configured client authentication once (keys parsed, header encoded) and returns
+ * what produces each request's credentials. A missing credential is a configuration error.
+ */
+export function createClientAuthentication(
+  config: AuthorizationServerConfig,
+  clock: () => number,
+): () => Promise<ClientAuthentication> {
+  const clientId = required(config.clientId, 'client_id');
+  switch (config.clientAuthMethod) {
+    case 'client_secret_basic': {
+      const authorization = basicAuthorization(clientId, required(config.clientSecret, 'client_secret'));
+      return async () => ({ headers: { authorization }, params: {} });
+    }
+    case 'client_secret_post': {
+      const params = { client_id: clientId, client_secret: required(config.clientSecret, 'client_secret') };
+      return async () => ({ headers: {}, params });
+    }
+    case 'private_key_jwt': {
+      const key = createPrivateKey(required(config.privateKey, 'private_key_file').contents);
+      const alg = config.signingAlgorithm ?? algorithmFor(key);
+      return async () => {
+        const iat = Math.floor(clock() / 1000);
+        const assertion = await new SignJWT({})
+          .setProtectedHeader({ alg })
+          .setIssuer(clientId)
+          .setSubject(clientId)
+          .setAudience(config.assertionAudience)
+          .setJti(randomUUID())
+          .setIssuedAt(iat)
+          .setExpirationTime(iat + ASSERTION_LIFETIME_SECONDS)
+          .sign(key);
+        return {
+          headers: {},
+          params: { client_id: clientId, client_assertion_type: JWT_BEARER_ASSERTION, client_assertion: assertion },
+        };
+      };
+    }
+    case 'tls_client_auth': {
+      // The certificate itself goes in the TLS handshake (see createDispatcher).
+      required(config.clientCert, 'client_cert_file');
+      required(config.clientKey, 'client_key_file');
+      return async () => ({ headers: {}, params: { client_id: clientId } });
+    }
+  }
+}
+
+function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new Error(`authorization_server.${name} is required for introspection`);
+  return value;
+}

@@ -1,0 +1,84 @@
+import { createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from 'jose';
+import type { Dispatcher } from 'undici';
+import type { Metrics } from '../observability/metrics.js';
+import { unavailable } from './claims.js';
+import { send } from './http.js';
+
+export interface KeySetTuning {
+  /** After a refetch, an unknown `kid` waits this long before triggering another. Default 30 s. */
+  readonly cooldownMs?: number;
+  /** Keys are refetched when older than this. Default 10 min. */
+  readonly cacheMaxAgeMs?: number;
+}
+
+export interface KeySet {
+  readonly getKey: JWTVerifyGetKey;
+  /** True once the key set has loaded; while not, it retries in the background (at most once per cooldown). */
+  ready(): boolean;
+}
+
+/** Raised by the fetch below, so a failure to load keys is told apart from a token matching no key. */
+class KeySetUnavailable extends Error {
+  override readonly name = 'KeySetUnavailable';
+}
+
+/**
+ * The authorization server's JWKS through jose's remote key set (timeout, cooldown, refetch on an
+ * unknown `kid`), fetched over our undici dispatcher and prefetched at creation.
+ */
+export function createKeySet(opts: {
+  jwksUri: string;
+  dispatcher: Dispatcher;
+  timeoutMs: number;
+  retryAfterSeconds: number;
+  metrics?: Metrics;
+  clock: () => number;
+  tuning?: KeySetTuning;
+}): KeySet {
+  const cooldownMs = opts.tuning?.cooldownMs ?? 30_000;
+  const fetchKeySet: FetchImplementation = async (url, init) => {
+    try {
+      const res = await send(opts.dispatcher, url, { method: 'GET', headers: Object.fromEntries(init.headers), signal: init.signal });
+      if (res.status !== 200) throw new KeySetUnavailable(`JWKS answered ${res.status}`);
+      const json: unknown = JSON.parse(res.body.toString('utf8'));
+      if (typeof json !== 'object' || json === null || !Array.isArray((json as { keys?: unknown }).keys)) {
+        throw new KeySetUnavailable('JWKS is not a JSON Web Key Set');
+      }
+      opts.metrics?.jwksFetches.inc({ result: 'success' });
+      return Response.json(json);
+    } catch (err) {
+      opts.metrics?.jwksFetches.inc({ result: 'error' });
+      throw err instanceof KeySetUnavailable ? err : new KeySetUnavailable('JWKS fetch failed', { cause: err });
+    }
+  };
+  const remote = createRemoteJWKSet(new URL(opts.jwksUri), {
+    timeoutDuration: opts.timeoutMs,
+    cooldownDuration: cooldownMs,
+    cacheMaxAge: opts.tuning?.cacheMaxAgeMs ?? 600_000,
+    [customFetch]: fetchKeySet,
+  });
+
+  let lastAttempt = opts.clock();
+  const load = () => remote.reload().catch(() => undefined);
+  void load();
+
+  return {
+    getKey: async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (err) {
+        // A token matching no key is jose's to report (invalid_token); keys we could not load are not the token's fault.
+        if (err instanceof KeySetUnavailable) throw unavailable(opts.retryAfterSeconds);
+        throw err;
+      }
+    },
+    ready: () => {
+      if (remote.jwks() !== undefined) return true;
+      if (!remote.reloading && opts.clock() - lastAttempt >= cooldownMs) {
+        lastAttempt = opts.clock();
+        void load();
+      }
+      return false;
+    },
+  };
+}

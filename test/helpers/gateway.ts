@@ -1,0 +1,59 @@
+import { Writable } from 'node:stream';
+import { buildConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
+import { startRuntime, type Runtime } from '../../src/server/runtime.js';
+
+export interface TestGateway {
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly runtime: Runtime;
+  readonly metrics: Metrics;
+  /** Every JSON log line the gateway wrote. */
+  readonly logs: Array<Record<string, unknown>>;
+  readonly rawLogs: string[];
+  close(): Promise<void>;
+}
+
+/** Starts the real gateway in-process on ephemeral loopback ports. */
+export async function startGateway(
+  doc: Record<string, unknown>,
+  opts: { env?: Record<string, string>; baseDir?: string; configPath?: string; clock?: () => number } = {},
+): Promise<TestGateway> {
+  const withPorts = {
+    ...doc,
+    listen: { host: '127.0.0.1', port: 0, ...(doc.listen as object | undefined) },
+    admin: { host: '127.0.0.1', port: 0, ...(doc.admin as object | undefined) },
+    logging: { level: 'info', ...(doc.logging as object | undefined) },
+  };
+  const config = buildConfig(withPorts, { env: opts.env ?? {}, ...(opts.baseDir ? { baseDir: opts.baseDir } : {}) });
+  const rawLogs: string[] = [];
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        rawLogs.push(line);
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  const metrics = createMetrics({ defaultMetrics: false });
+  const runtime = await startRuntime(config, {
+    log: createLogger(config.logging.level, sink),
+    metrics,
+    ...(opts.configPath ? { configPath: opts.configPath } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
+  const scheme = config.listen.tls ? 'https' : 'http';
+  return {
+    url: `${scheme}://127.0.0.1:${runtime.trafficAddress.port}`,
+    adminUrl: `http://127.0.0.1:${runtime.adminAddress.port}`,
+    runtime,
+    metrics,
+    logs,
+    rawLogs,
+    close: () => runtime.shutdown(),
+  };
+}
