@@ -5,7 +5,7 @@ import { createRouter, type Router } from './route.js';
 import { certificateFromSocket } from './certificate/tls.js';
 import { createHeaderCertificateReader } from './certificate/header.js';
 import type { CertificateResult } from './certificate/types.js';
-import { createPeerTrust } from './net/trust.js';
+import { createProxyTrust } from './certificate/trust.js';
 import { createTokenValidator } from './token/index.js';
 import type { TokenValidator } from './token/types.js';
 import { createUpstream, type Upstream } from './forward/upstream.js';
@@ -31,7 +31,7 @@ export interface Gateway {
 
 export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: Logger; clock?: () => number } = {}): Gateway {
   const cc = config.clientCertificate;
-  const peerTrusted = createPeerTrust(cc.trustedProxies);
+  const peerTrusted = createProxyTrust(cc.trustedProxies);
   const protectedHeaders = new Set<string>(Object.values(config.identityHeaders));
   for (const r of config.routes) if (r.forwardCertificateHeader) protectedHeaders.add(r.forwardCertificateHeader);
 

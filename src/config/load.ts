@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
@@ -200,6 +201,34 @@ class Section {
       return undefined;
     }
   }
+  /** A PEM file holding at least one certificate, every one of which parses. */
+  certificates(key: string, required = false): LoadedFile | undefined {
+    const f = this.file(key, required);
+    if (!f) return undefined;
+    const blocks = f.contents.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) this.problem(key, `${f.path} holds no PEM certificate`);
+    for (const block of blocks) {
+      try {
+        new X509Certificate(block);
+      } catch {
+        this.problem(key, `${f.path} holds a certificate that does not parse`);
+        return undefined;
+      }
+    }
+    return blocks.length > 0 ? f : undefined;
+  }
+  /** A PEM private key that parses (never echoed). */
+  privateKey(key: string, required = false): LoadedFile | undefined {
+    const f = this.file(key, required);
+    if (!f) return undefined;
+    try {
+      createPrivateKey(f.contents);
+      return f;
+    } catch {
+      this.problem(key, `${f.path} is not a readable PEM private key`);
+      return undefined;
+    }
+  }
   /** Reports keys nobody read: typos must not pass silently. */
   done(): void {
     for (const k of Object.keys(this.obj)) if (!this.seen.has(k)) this.problem(k, 'unknown key');
@@ -212,9 +241,9 @@ function loadListen(s: Section): ListenConfig {
   let tls: ListenConfig['tls'];
   if (s.has('tls')) {
     const t = s.section('tls');
-    const cert = t.file('cert_file', true);
-    const key = t.file('key_file', true);
-    const clientCa = t.file('client_ca_file');
+    const cert = t.certificates('cert_file', true);
+    const key = t.privateKey('key_file', true);
+    const clientCa = t.certificates('client_ca_file');
     const minVersion = t.oneOf('min_version', ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2');
     const ciphers = t.string('ciphers', FAPI_TLS12_CIPHERS);
     t.done();
@@ -257,7 +286,7 @@ function loadClientCertificate(s: Section): ClientCertificateConfig {
   const maxHeaderBytes = s.int('max_header_bytes', 16384, 256, 1048576);
   const cacheSize = s.int('cache_size', 10000, 0, 10000000);
   const v = s.section('verify');
-  const ca = v.file('ca_file');
+  const ca = v.certificates('ca_file');
   const verify = {
     ...(ca ? { ca } : {}),
     checkValidity: v.bool('check_validity', true),
@@ -302,13 +331,13 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
   if (needsIntrospection && clientAuthMethod.startsWith('client_secret') && !clientSecret) {
     s.problem('client_secret', `is required for ${clientAuthMethod}`);
   }
-  const privateKey = s.file('private_key_file', needsIntrospection && clientAuthMethod === 'private_key_jwt');
+  const privateKey = s.privateKey('private_key_file', needsIntrospection && clientAuthMethod === 'private_key_jwt');
   const signingAlgorithm = s.string('signing_algorithm');
   const assertionAudience = s.string('assertion_audience', issuer);
   const needsTlsClient = needsIntrospection && clientAuthMethod === 'tls_client_auth';
-  const clientCert = s.file('client_cert_file', needsTlsClient);
-  const clientKey = s.file('client_key_file', needsTlsClient);
-  const ca = s.file('ca_file');
+  const clientCert = s.certificates('client_cert_file', needsTlsClient);
+  const clientKey = s.privateKey('client_key_file', needsTlsClient);
+  const ca = s.certificates('ca_file');
   const signedIntrospection = s.bool('signed_introspection', false);
   const jwksUri = s.url('jwks_uri', validation !== 'introspection' || signedIntrospection);
   const audience = s.string('audience');

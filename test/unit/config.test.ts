@@ -133,13 +133,27 @@ t.test('types are checked', async (t) => {
 
 t.test('loadConfig reads YAML, resolves files against its directory', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'certbound-config-'));
-  writeFileSync(join(dir, 'ca.pem'), 'CA');
+  const { readFileSync } = await import('node:fs');
+  const pem = readFileSync(new URL('../vectors/rfc8705-appendix-a.pem', import.meta.url), 'utf8');
+  writeFileSync(join(dir, 'ca.pem'), pem);
+  writeFileSync(join(dir, 'bad.pem'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+  writeFileSync(join(dir, 'empty.pem'), 'nothing here');
   writeFileSync(
     join(dir, 'gateway.yaml'),
     `client_certificate:\n  source: header\n  trusted_proxies: [127.0.0.1/32, "::1"]\n  verify: { ca_file: ca.pem }\nupstreams: { u: "http://127.0.0.1:1" }\nroutes:\n  - { name: r, path_prefix: /, upstream: u, auth: none }\n`,
   );
   const c = loadConfig(join(dir, 'gateway.yaml'), {});
-  t.equal(c.clientCertificate.verify.ca?.contents.toString(), 'CA');
+  t.equal(c.clientCertificate.verify.ca?.contents.toString(), pem);
+  const bad = (file: string) => {
+    try {
+      buildConfig({ listen: { tls: { cert_file: file, key_file: 'ca.pem' } }, upstreams: { u: 'http://x:1' }, routes: [{ name: 'r', path_prefix: '/', upstream: 'u', auth: 'none' }] }, { baseDir: dir });
+      return [];
+    } catch (e) {
+      return [...(e as ConfigError).problems];
+    }
+  };
+  t.same(bad('bad.pem'), [`listen.tls.cert_file: ${join(dir, 'bad.pem')} holds a certificate that does not parse`, `listen.tls.key_file: ${join(dir, 'ca.pem')} is not a readable PEM private key`]);
+  t.same(bad('empty.pem'), [`listen.tls.cert_file: ${join(dir, 'empty.pem')} holds no PEM certificate`, `listen.tls.key_file: ${join(dir, 'ca.pem')} is not a readable PEM private key`]);
   t.equal(c.source, join(dir, 'gateway.yaml'));
   writeFileSync(join(dir, 'dup.yaml'), 'a: 1\na: 2\n');
   t.throws(() => loadConfig(join(dir, 'dup.yaml')), ConfigError);

@@ -1,0 +1,24 @@
+// Which peers may set the certificate header: a header is only as trustworthy as the hop that set it.
+import { BlockList, isIP } from 'node:net';
+
+/** Compiles `trusted_proxies` (addresses and CIDRs, IPv4 and IPv6) into a membership test. */
+export function createProxyTrust(entries: readonly string[]): (peer: string | undefined) => boolean {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address = '', bits] = entry.split('/');
+    const family = familyOf(address);
+    if (family === undefined) throw new Error(`trusted_proxies: "${entry}" is not an IP address or CIDR`);
+    if (bits === undefined) list.addAddress(address, family);
+    else list.addSubnet(address, Number(bits), family);
+  }
+  // BlockList checks an IPv4-mapped IPv6 peer (::ffff:127.0.0.1) against the IPv4 rules too.
+  return (peer) => {
+    const family = peer === undefined ? undefined : familyOf(peer);
+    return family !== undefined && list.check(peer as string, family);
+  };
+}
+
+function familyOf(address: string): 'ipv4' | 'ipv6' | undefined {
+  const version = isIP(address);
+  return version === 4 ? 'ipv4' : version === 6 ? 'ipv6' : undefined;
+}
