@@ -1,9 +1,10 @@
 // A throw-away PKI for tests, the demo and benchmarks. Never use these certificates in production.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { createHash, KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { thumbprintOf } from '../certificate/thumbprint.js';
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -64,9 +65,7 @@ export function subjectDnOf(cert: X509Certificate): string {
   return cert.subject.split('\n').reverse().join(',');
 }
 
-export function thumbprintOf(der: Buffer): string {
-  return createHash('sha256').update(der).digest('base64url');
-}
+export { thumbprintOf };
 
 export async function createCa(opts: { commonName: string; notBefore?: Date; notAfter?: Date }): Promise<Ca> {
   const keys = await generateKeys('ec');
