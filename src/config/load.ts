@@ -448,7 +448,8 @@ function loadRoutes(value: unknown, upstreams: ReadonlyMap<string, UpstreamConfi
       upstream,
       auth,
       scopes,
-      forwardAuthorization: r.bool('forward_authorization', false),
+      // At a token endpoint Authorization is the client's own credential for the server.
+      forwardAuthorization: r.bool('forward_authorization', auth === 'mtls'),
       ...(forwardCertificateHeader ? { forwardCertificateHeader } : {}),
     };
     const key = pathPrefix;

@@ -99,7 +99,8 @@ export async function writeDemoPki(dir: string): Promise<DemoPki> {
   await mkdir(root, { recursive: true });
   const ca = await createCa({ commonName: 'Certbound Demo CA' });
   const [server, tppA, tppB, tppC] = await Promise.all([
-    ca.issue({ commonName: 'localhost', kind: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'] }),
+    // RSA: the FAPI TLS 1.2 suites are all ECDHE-RSA/DHE-RSA, so an EC key would serve TLS 1.3 clients only.
+    ca.issue({ commonName: 'localhost', kind: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], keyAlgorithm: 'rsa' }),
     ca.issue({ commonName: 'TPP A', organization: 'Certbound Demo', kind: 'client' }),
     ca.issue({ commonName: 'TPP B', organization: 'Certbound Demo', kind: 'client' }),
     ca.issue({ commonName: 'TPP C', organization: 'Certbound Demo', kind: 'client' }),

@@ -1,0 +1,92 @@
+// `npm run demo -- --once` and `certbound validate --config gateway.yaml`, as child processes.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { writeDemoPki } from '../../src/dev/pki.js';
+import { REPOSITORY_ROOT } from '../../demo/stack.js';
+
+const TSX = resolve(REPOSITORY_ROOT, 'node_modules/tsx/dist/cli.mjs');
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `tsx <args>` from the repository root, with `env` on top of a clean environment. */
+function tsx(args: string[], env: Record<string, string>, timeoutMs: number): Promise<Exit> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [TSX, ...args], {
+      cwd: REPOSITORY_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', fail);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      done({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+t.test('npm run demo -- --once: every step ✔, exit 0', async (t) => {
+  const ports = { CERTBOUND_PORT: '0', CERTBOUND_ADMIN_PORT: '0', CERTBOUND_AS_PORT: '0', CERTBOUND_BANK_PORT: '0' };
+  const run = await tsx(['demo/run.ts', '--once'], ports, 60_000);
+  t.equal(run.code, 0, run.stdout + run.stderr);
+  t.equal(run.signal, null);
+  const verdicts = run.stdout.split('\n').filter((l) => /[✔✘]\s*$/.test(l));
+  t.equal(verdicts.length, 9, 'eight requests and the log check');
+  t.ok(verdicts.every((l) => l.endsWith('✔')), verdicts.join('\n'));
+  t.notMatch(run.stdout, /✘/);
+  t.match(run.stdout, /expected 401 invalid_token, got 401 invalid_token/);
+  t.match(run.stdout, /expected 403 insufficient_scope, got 403 insufficient_scope/);
+  t.match(run.stdout, /expected 400 invalid_request, got 400 invalid_request/);
+  t.match(run.stdout, /Every step matched\./);
+  t.notMatch(run.stdout, /Try it yourself/, '--once does not wait for Ctrl-C');
+  const pkiDir = /PKI\s+(\S+)/.exec(run.stdout)?.[1];
+  t.ok(pkiDir);
+  t.notOk(pkiDir !== undefined && existsSync(pkiDir), 'the throw-away PKI is deleted');
+});
+
+t.test('npm run demo rejects unknown arguments', async (t) => {
+  const run = await tsx(['demo/run.ts', '--nope'], {}, 30_000);
+  t.equal(run.code, 2);
+  t.match(run.stderr, /unknown argument: --nope/);
+});
+
+t.test('certbound validate --config gateway.yaml', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-validate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await writeDemoPki(dir);
+
+  const valid = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'validate-test-secret' }, 30_000);
+  t.equal(valid.code, 0, valid.stderr);
+  t.equal(valid.stdout, 'gateway.yaml: valid (5 routes)\n');
+  t.equal(valid.stderr, '');
+
+  const nowhere = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: join(dir, 'missing') }, 30_000);
+  t.equal(nowhere.code, 1);
+  t.equal(nowhere.stdout, '');
+  const problems = nowhere.stderr.trim().split('\n');
+  t.same(problems.sort(), [
+    'authorization_server.client_secret: environment variable CERTBOUND_CLIENT_SECRET is not set',
+    'authorization_server.client_secret: is required for client_secret_basic',
+    `listen.tls.cert_file: cannot read ${join(dir, 'missing', 'server.crt')}: ENOENT`,
+    `listen.tls.client_ca_file: cannot read ${join(dir, 'missing', 'ca.crt')}: ENOENT`,
+    `listen.tls.key_file: cannot read ${join(dir, 'missing', 'server.key')}: ENOENT`,
+  ].sort(), 'every problem, each with its key path');
+
+  const badPort = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'x', CERTBOUND_PORT: 'eighty', CERTBOUND_AS_URL: 'ftp://as' }, 30_000);
+  t.equal(badPort.code, 1);
+  t.match(badPort.stderr, /^listen\.port: must be an integer from 0 to 65535$/m);
+  t.match(badPort.stderr, /^authorization_server\.issuer: "ftp:\/\/as" is not an http\(s\) URL$/m);
+  t.match(badPort.stderr, /^upstreams\.authorization-server\.url: "ftp:\/\/as" is not an http\(s\) URL$/m);
+});
