@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config/types.js';
 import { createRouter, type Router } from './route.js';
@@ -29,7 +30,15 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: Logger; clock?: () => number } = {}): Gateway {
+/** Gateways sharing one token validator: it closes with the last of them. */
+const validatorUsers = new WeakMap<TokenValidator, number>();
+
+/** A reload that leaves token validation as it was keeps the validator, its cache and its keys. */
+function sameValidation(a: Config, b: Config): boolean {
+  return a.tokenValidation === b.tokenValidation && isDeepStrictEqual(a.authorizationServer, b.authorizationServer);
+}
+
+export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: Logger; clock?: () => number; previous?: Gateway } = {}): Gateway {
   const cc = config.clientCertificate;
   const peerTrusted = createProxyTrust(cc.trustedProxies);
   const protectedHeaders = new Set<string>(Object.values(config.identityHeaders));
@@ -54,13 +63,15 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
       'getPeerX509Certificate' in req.socket ? certificateFromSocket(req.socket as TLSSocket, requireVerified) : { present: false, why: 'connection is not TLS' };
   }
 
-  const tokens = config.authorizationServer
+  const reused = deps.previous?.tokens && sameValidation(deps.previous.config, config) ? deps.previous.tokens : undefined;
+  const tokens = reused ?? (config.authorizationServer
     ? createTokenValidator(config.authorizationServer, config.tokenValidation, {
         ...(deps.metrics ? { metrics: deps.metrics } : {}),
         ...(deps.log ? { logger: deps.log } : {}),
         ...(deps.clock ? { clock: deps.clock } : {}),
       })
-    : undefined;
+    : undefined);
+  if (tokens) validatorUsers.set(tokens, (validatorUsers.get(tokens) ?? 0) + 1);
   const upstreams = new Map([...config.upstreams.values()].map((u) => [u.name, createUpstream(u)]));
 
   return Object.freeze({
@@ -73,7 +84,13 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
     upstreams,
     ready: () => tokens?.ready() ?? true,
     async close() {
-      await Promise.allSettled([tokens?.close(), ...[...upstreams.values()].map((u) => u.close())]);
+      let closeTokens: Promise<void> | undefined;
+      if (tokens) {
+        const users = (validatorUsers.get(tokens) ?? 1) - 1;
+        validatorUsers.set(tokens, users);
+        if (users === 0) closeTokens = tokens.close();
+      }
+      await Promise.allSettled([closeTokens, ...[...upstreams.values()].map((u) => u.close())]);
     },
   });
 }

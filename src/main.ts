@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { startRuntime } from './server/runtime.js';
+import { startRuntime, type Runtime } from './server/runtime.js';
 
 const USAGE = `Usage: certbound [serve] [--config FILE]
        certbound validate [--config FILE]
@@ -68,18 +68,27 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   const log = createLogger(config.logging.level);
   const metrics = createMetrics();
-  let runtime;
+  // SIGHUP's default action ends the process: take it over before anything can send one.
+  let runtime: Runtime | undefined;
+  process.on('SIGHUP', () => void runtime?.reload('SIGHUP'));
   try {
     runtime = await startRuntime(config, { log, metrics, configPath: path });
   } catch (error) {
+    log.fatal({ msg: 'cannot start', err: (error as Error).message });
     process.stderr.write(`cannot start: ${(error as Error).message}\n`);
-    process.exitCode = 1;
+    log.flush(() => process.exit(1));
     return;
   }
-  process.on('SIGHUP', () => void runtime.reload());
-  const stop = (signal: string) => {
+  const started = runtime;
+  const stop = (signal: string): void => {
     log.info({ msg: 'signal', signal });
-    runtime.shutdown().then(() => log.flush(() => process.exit(0)));
+    started.shutdown().then(
+      () => log.flush(() => process.exit(0)),
+      (error: unknown) => {
+        log.error({ msg: 'shutdown failed', err: String(error) });
+        log.flush(() => process.exit(1));
+      },
+    );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -13,7 +13,10 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       base: { service: 'certbound' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: ['authorization', 'token', 'client_secret', '*.authorization', '*.token', '*.client_secret'], censor: '[redacted]' },
+      redact: {
+        paths: ['authorization', 'token', 'client_secret', 'private_key', '*.authorization', '*.token', '*.client_secret', '*.private_key', 'headers.authorization', 'headers.cookie'],
+        censor: '[redacted]',
+      },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );

@@ -6,7 +6,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry });
+    // Gauges named like counters fail `promtool check metrics`; each is the sum of its unsuffixed sibling.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  }
   const registers = [registry];
   const latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return {
@@ -45,7 +49,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     cacheHits: new Counter({ name: 'certbound_token_cache_hits_total', help: 'Token validations answered from the cache.', registers }),
     cacheMisses: new Counter({ name: 'certbound_token_cache_misses_total', help: 'Token validations that missed the cache.', registers }),
-    cacheEntries: new Gauge({ name: 'certbound_token_cache_entries', help: 'Entries in the token cache.', registers }),
+    cacheEntries: new Gauge({ name: 'certbound_token_cache_entries', help: 'Entries in the token cache (expired ones count until evicted or read).', registers }),
     jwksFetches: new Counter({
       name: 'certbound_jwks_fetches_total',
       help: 'JWKS fetches from the authorization server, by result (success, error).',

@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
-import type { Config, TlsListenConfig } from '../config/types.js';
+import type { Config, ListenConfig, TlsListenConfig } from '../config/types.js';
 
 /** Options that can change on reload through `setSecureContext`, without dropping connections. */
 export function secureContextOptions(tls: TlsListenConfig): SecureContextOptions {
@@ -22,12 +22,7 @@ export type RequestListener = (req: IncomingMessage, res: ServerResponse) => voi
  * is set, so a request without one gets a proper OAuth error instead of a failed handshake.
  */
 export function createTrafficServer(config: Config, onRequest: RequestListener): Server {
-  const base: ServerOptions = {
-    maxHeaderSize: config.listen.maxHeaderBytes,
-    keepAliveTimeout: config.listen.keepAliveTimeoutMs,
-    requestTimeout: config.listen.requestTimeoutMs,
-    headersTimeout: Math.min(60000, config.listen.requestTimeoutMs || 60000),
-  };
+  const base: ServerOptions = { maxHeaderSize: config.listen.maxHeaderBytes, ...timeouts(config.listen) };
   const tls = config.listen.tls;
   if (!tls) return createHttpServer(base, onRequest);
   const server = createHttpsServer(
@@ -37,6 +32,19 @@ export function createTrafficServer(config: Config, onRequest: RequestListener):
   // A renegotiation could swap the client certificate under a per-connection thumbprint.
   server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
   return server;
+}
+
+/** Node reads these from the server on every connection, so a reload can change them. */
+function timeouts(listen: ListenConfig) {
+  return {
+    keepAliveTimeout: listen.keepAliveTimeoutMs,
+    requestTimeout: listen.requestTimeoutMs,
+    headersTimeout: Math.min(60000, listen.requestTimeoutMs || 60000),
+  };
+}
+
+export function applyTimeouts(server: Server, listen: ListenConfig): void {
+  Object.assign(server, timeouts(listen));
 }
 
 export function listen(server: Server, port: number, host: string): Promise<void> {

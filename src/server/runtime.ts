@@ -1,17 +1,17 @@
-import { watch, type FSWatcher } from 'node:fs';
-import { dirname, basename } from 'node:path';
-import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import type { Server as HttpsServer } from 'node:https';
-import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import HttpProxy from 'http-proxy';
-import { loadConfig } from '../config/load.js';
+import { ConfigError, loadConfig } from '../config/load.js';
 import type { Config, LoadedFile } from '../config/types.js';
 import { compileGateway, type Gateway } from '../gateway.js';
 import { handle, handleUpgrade, type Observers } from '../pipeline.js';
-import { createAdminServer } from './admin.js';
-import { createTrafficServer, listen, secureContextOptions } from './listeners.js';
+import { createAdminServer, type Readiness } from './admin.js';
+import { logFields, summarize, type CertificateSummary } from './certificates.js';
+import { trackConnections } from './drain.js';
+import { applyTimeouts, createTrafficServer, listen, secureContextOptions } from './listeners.js';
+import { watchFiles, type FileWatch } from './watch.js';
 
 export interface RuntimeOptions extends Observers {
   /** Where the config came from; reload re-reads it. Absent: the config given is final. */
@@ -25,8 +25,12 @@ export interface Runtime {
   readonly adminAddress: AddressInfo;
   current(): Gateway;
   ready(): boolean;
-  /** Builds and validates the config again; swaps it in only when valid. */
-  reload(): Promise<boolean>;
+  readiness(): Readiness;
+  /**
+   * Builds and validates the config again; swaps it in only when valid. `trigger` says why,
+   * for the log. Resolves true when the new config serves, false when the old one still does.
+   */
+  reload(trigger?: string): Promise<boolean>;
   /** Readiness false, stop accepting, let in-flight requests finish within the grace period. */
   shutdown(): Promise<void>;
 }
@@ -46,42 +50,86 @@ export function referencedFiles(config: Config): string[] {
   return files.filter((f): f is LoadedFile => f !== undefined).map((f) => f.path);
 }
 
-function earliestExpiry(pem: Buffer): number | undefined {
-  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
-  const times = blocks.map((b) => new X509Certificate(b).validTo).map((t) => Date.parse(t) / 1000);
-  return times.length > 0 ? Math.min(...times) : undefined;
+/**
+ * Keys a running process cannot apply. The reload keeps their running values (and says so);
+ * turning TLS on or off changes what the rest of the config means, so that reload is refused.
+ */
+export function keepRestartOnly(running: Config, next: Config): { config: Config; ignored: string[] } {
+  if (Boolean(running.listen.tls) !== Boolean(next.listen.tls)) {
+    throw new ConfigError([`listen.tls: turning TLS ${next.listen.tls ? 'on' : 'off'} needs a restart`]);
+  }
+  const ignored: string[] = [];
+  if (running.listen.host !== next.listen.host) ignored.push('listen.host');
+  if (running.listen.port !== next.listen.port) ignored.push('listen.port');
+  if (running.listen.maxHeaderBytes !== next.listen.maxHeaderBytes) ignored.push('listen.max_header_bytes');
+  if (running.admin.host !== next.admin.host) ignored.push('admin.host');
+  if (running.admin.port !== next.admin.port) ignored.push('admin.port');
+  if (ignored.length === 0) return { config: next, ignored };
+  const { host, port, maxHeaderBytes } = running.listen;
+  return { config: Object.freeze({ ...next, listen: { ...next.listen, host, port, maxHeaderBytes }, admin: running.admin }), ignored };
+}
+
+/** How long a reload waits for the new gateway to load what it needs (the JWKS) before judging it. */
+const readyWaitMs = (config: Config): number => (config.authorizationServer?.timeoutMs ?? 0) + 500;
+/** A reload refused because the new gateway could not get ready is tried again after this long. */
+const RETRY_UNREADY_MS = 30_000;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function becomesReady(gateway: Gateway, withinMs: number): Promise<boolean> {
+  const deadline = performance.now() + withinMs;
+  while (!gateway.ready()) {
+    if (performance.now() >= deadline) return false;
+    await sleep(25);
+  }
+  return true;
 }
 
 export async function startRuntime(initial: Config, options: RuntimeOptions): Promise<Runtime> {
   const { metrics, log } = options;
   const observers: Observers = { metrics, log };
-  const compile = (config: Config): Gateway => compileGateway(config, { metrics, log, ...(options.clock ? { clock: options.clock } : {}) });
+  const compile = (config: Config, previous?: Gateway): Gateway =>
+    compileGateway(config, { metrics, log, ...(options.clock ? { clock: options.clock } : {}), ...(previous ? { previous } : {}) });
+
+  const exposeCertificates = (summary: CertificateSummary): void => {
+    metrics.certificateExpiry.reset();
+    if (summary.serving) metrics.certificateExpiry.set({ certificate: 'serving' }, summary.serving.notAfter);
+    if (summary.clientCa) metrics.certificateExpiry.set({ certificate: 'client_ca' }, summary.clientCa.earliestNotAfter);
+  };
+  const initialCertificates = summarize(initial);
   let gateway = compile(initial);
+  exposeCertificates(initialCertificates);
   let draining = false;
   let listening = false;
-  const inFlight = new Set<ServerResponse>();
 
-  const exposeExpiry = (config: Config): void => {
-    const tls = config.listen.tls;
-    const serving = tls ? earliestExpiry(tls.cert.contents) : undefined;
-    if (serving !== undefined) metrics.certificateExpiry.set({ certificate: 'serving' }, serving);
-    const ca = tls?.clientCa ?? config.clientCertificate.verify.ca;
-    const clientCa = ca ? earliestExpiry(ca.contents) : undefined;
-    if (clientCa !== undefined) metrics.certificateExpiry.set({ certificate: 'client_ca' }, clientCa);
+  // A gateway replaced by a reload is closed (pools, token client) once its last request ends.
+  const holds = new Map<Gateway, number>();
+  const retiring = new Set<Gateway>();
+  const hold = (g: Gateway): void => void holds.set(g, (holds.get(g) ?? 0) + 1);
+  const release = (g: Gateway): void => {
+    const left = (holds.get(g) ?? 1) - 1;
+    if (left > 0) return void holds.set(g, left);
+    holds.delete(g);
+    if (retiring.delete(g)) void g.close();
   };
-  exposeExpiry(initial);
+  const retire = (g: Gateway): void => {
+    if (holds.has(g)) retiring.add(g);
+    else void g.close();
+  };
 
   const traffic = createTrafficServer(initial, (req, res) => {
-    inFlight.add(res);
-    res.once('close', () => inFlight.delete(res));
-    if (draining) res.setHeader('connection', 'close');
+    connections.track(res);
     // The gateway is read once: a reload during this request does not change its rules.
-    handle(req, res, gateway, observers).catch((error: unknown) => {
-      log.error({ err: String(error) }, 'request handler failed');
+    const current = gateway;
+    hold(current);
+    res.once('close', () => release(current));
+    handle(req, res, current, observers).catch((error: unknown) => {
+      log.error({ msg: 'request handler failed', err: String(error) });
       if (!res.headersSent) res.writeHead(500).end();
       else res.destroy();
     });
   });
+  const connections = trackConnections(traffic, initial.listen.tls !== undefined);
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
   // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: track them here.
@@ -89,14 +137,25 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
   traffic.on('upgrade', (req, socket: Duplex, head: Buffer) => {
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
-    handleUpgrade(req, socket, head, gateway, observers, proxy).catch(() => socket.destroy());
+    const current = gateway;
+    hold(current);
+    handleUpgrade(req, socket, head, current, observers, proxy)
+      .catch(() => socket.destroy())
+      .finally(() => release(current));
   });
   traffic.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
-  const admin = createAdminServer(metrics, { ready: () => listening && !draining && gateway.ready() });
+
+  const readiness = (): Readiness => {
+    if (!listening) return { ready: false, reason: 'starting' };
+    if (draining) return { ready: false, reason: 'draining' };
+    if (!gateway.ready()) return { ready: false, reason: 'token validation keys (JWKS) not loaded' };
+    return { ready: true };
+  };
+  const admin = createAdminServer(metrics, { readiness });
 
   try {
     await listen(admin, initial.admin.port, initial.admin.host);
@@ -108,65 +167,82 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     throw error;
   }
   listening = true;
-  log.info({ msg: 'started', traffic: traffic.address(), admin: admin.address(), config: initial.source, routes: initial.routes.length });
+  log.info({
+    msg: 'started',
+    traffic: traffic.address(),
+    admin: admin.address(),
+    config: initial.source,
+    routes: initial.routes.length,
+    token_validation: initial.authorizationServer ? initial.tokenValidation : 'none',
+    ...logFields(initialCertificates),
+  });
 
-  let reloading: Promise<boolean> | undefined;
-  async function reload(): Promise<boolean> {
-    if (!options.configPath) return false;
-    const configPath = options.configPath;
+  let retryUnready: NodeJS.Timeout | undefined;
+  /** Everything that can fail, done before anything changes. Throws ConfigError or whatever TLS rejects. */
+  async function prepare(path: string): Promise<{ config: Config; next: Gateway; certificates: CertificateSummary; ignored: string[] }> {
+    const { config, ignored } = keepRestartOnly(gateway.config, loadConfig(path, options.env ?? process.env));
+    // Key and certificate that don't match, or an unreadable CA bundle, fail here rather than on handshakes.
+    if (config.listen.tls) createSecureContext(secureContextOptions(config.listen.tls));
+    const certificates = summarize(config);
+    const next = compile(config, gateway);
+    if (!(await becomesReady(next, readyWaitMs(config))) && gateway.ready()) {
+      await next.close();
+      retryUnready ??= setTimeout(() => void reload('retry'), RETRY_UNREADY_MS).unref();
+      throw new ConfigError(['the new configuration could not load the token validation keys (JWKS); retrying in 30 s']);
+    }
+    return { config, next, certificates, ignored };
+  }
+
+  let reloading: Promise<boolean> = Promise.resolve(true);
+  function reload(trigger = 'request'): Promise<boolean> {
     const run = async (): Promise<boolean> => {
-      let next: Gateway;
+      if (!options.configPath || draining) return false;
+      clearTimeout(retryUnready);
+      retryUnready = undefined;
+      let prepared: Awaited<ReturnType<typeof prepare>>;
       try {
-        const config = loadConfig(configPath, options.env ?? process.env);
-        const restartNeeded = restartOnlyChanges(gateway.config, config);
-        if (restartNeeded.length > 0) log.warn({ msg: 'reload: these changes need a restart and were not applied', keys: restartNeeded });
-        next = compile(config);
-        if (config.listen.tls && gateway.config.listen.tls) (traffic as HttpsServer).setSecureContext(secureContextOptions(config.listen.tls));
-        exposeExpiry(config);
+        prepared = await prepare(options.configPath);
       } catch (error) {
         metrics.reloads.inc({ result: 'failure' });
-        const problems = (error as { problems?: readonly string[] }).problems ?? [String(error)];
-        log.error({ msg: 'reload failed; keeping the running configuration', problems });
+        const problems = error instanceof ConfigError ? error.problems : [String(error)];
+        log.error({ msg: 'reload failed; keeping the running configuration', trigger, problems });
         return false;
       }
+      const { config, next, certificates, ignored } = prepared;
+      if (draining) {
+        await next.close();
+        return false;
+      }
+      if (ignored.length > 0) log.warn({ msg: 'reload: these keys need a restart; their running values stay', keys: ignored });
+      // Committing: nothing below throws. Open connections keep their TLS session; new handshakes get the new context.
+      if (config.listen.tls) (traffic as HttpsServer).setSecureContext(secureContextOptions(config.listen.tls));
+      applyTimeouts(traffic, config.listen);
+      log.level = config.logging.level;
       const previous = gateway;
       gateway = next;
-      rewatch();
+      retire(previous);
+      exposeCertificates(certificates);
+      if (next.tokens !== previous.tokens) metrics.cacheEntries.set(0); // a new validator starts with an empty cache
       metrics.reloads.inc({ result: 'success' });
-      log.info({ msg: 'reloaded', config: next.config.source, routes: next.config.routes.length });
-      // Requests in flight on the previous gateway keep their pools until they finish.
-      setTimeout(() => void previous.close(), 30000).unref();
+      log.info({ msg: 'reloaded', trigger, config: config.source, routes: config.routes.length, ...logFields(certificates) });
+      rewatch();
       return true;
     };
-    // Serialize: a reload requested while one runs starts after it.
-    reloading = (reloading ?? Promise.resolve(true)).then(run, run);
+    // Serialized: a reload asked for while one runs starts after it.
+    reloading = reloading.then(run, run);
     return reloading;
   }
 
-  // Watch directories, not files: Kubernetes swaps mounted ConfigMaps and Secrets by replacing
-  // a `..data` symlink, which a watch on the file itself never sees.
-  let watchers: FSWatcher[] = [];
-  let debounce: NodeJS.Timeout | undefined;
+  let watch: FileWatch | undefined;
   function rewatch(): void {
-    for (const w of watchers) w.close();
-    watchers = [];
-    if (!options.configPath || !gateway.config.reload.watch) return;
-    const files = [options.configPath, ...referencedFiles(gateway.config)];
-    const dirs = new Map<string, Set<string>>();
-    for (const f of files) dirs.set(dirname(f), (dirs.get(dirname(f)) ?? new Set()).add(basename(f)));
-    for (const [dir, names] of dirs) {
-      try {
-        const w = watch(dir, (_event, name) => {
-          if (name && !names.has(name) && !name.startsWith('..')) return;
-          clearTimeout(debounce);
-          debounce = setTimeout(() => void reload(), gateway.config.reload.debounceMs);
-        });
-        w.on('error', () => undefined);
-        watchers.push(w);
-      } catch (error) {
-        log.warn({ msg: 'cannot watch directory for reload', dir, err: String(error) });
-      }
-    }
+    watch?.close();
+    watch = undefined;
+    if (!options.configPath || !gateway.config.reload.watch || draining) return;
+    watch = watchFiles([options.configPath, ...referencedFiles(gateway.config)], {
+      debounceMs: gateway.config.reload.debounceMs,
+      onChange: () => void reload('file change'),
+      onError: (dir, error) => log.warn({ msg: 'cannot watch directory for reload', dir, err: String(error) }),
+    });
   }
   rewatch();
 
@@ -174,22 +250,20 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
   function shutdown(): Promise<void> {
     stopping ??= (async () => {
       draining = true;
-      for (const w of watchers) w.close();
-      clearTimeout(debounce);
-      log.info({ msg: 'draining', in_flight: inFlight.size, grace_period_seconds: gateway.config.shutdown.gracePeriodSeconds });
-      const closed = new Promise<void>((resolve) => traffic.close(() => resolve()));
-      traffic.closeIdleConnections();
-      const idleSweep = setInterval(() => traffic.closeIdleConnections(), 100);
-      const grace = new Promise<void>((resolve) => setTimeout(resolve, gateway.config.shutdown.gracePeriodSeconds * 1000).unref());
-      await Promise.race([closed, grace]);
-      clearInterval(idleSweep);
-      traffic.closeAllConnections();
+      watch?.close();
+      clearTimeout(retryUnready);
+      const graceSeconds = gateway.config.shutdown.gracePeriodSeconds;
+      log.info({ msg: 'draining', in_flight: connections.inFlight(), tunnels: tunnels.size, grace_period_seconds: graceSeconds });
+      const drained = await connections.drain(graceSeconds * 1000);
+      if (!drained) log.warn({ msg: 'grace period over; closing what is left', in_flight: connections.inFlight(), tunnels: tunnels.size });
       for (const socket of tunnels) socket.destroy();
       proxy.close();
-      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
-      await gateway.close();
-      log.info({ msg: 'stopped' });
+      await adminClosed;
+      await reloading;
+      await Promise.allSettled([gateway, ...retiring].map((g) => g.close()));
+      log.info({ msg: 'stopped', drained });
     })();
     return stopping;
   }
@@ -198,18 +272,9 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     trafficAddress: traffic.address() as AddressInfo,
     adminAddress: admin.address() as AddressInfo,
     current: () => gateway,
-    ready: () => listening && !draining && gateway.ready(),
+    ready: () => readiness().ready,
+    readiness,
     reload,
     shutdown,
   };
-}
-
-/** Keys whose change a running process cannot apply. */
-function restartOnlyChanges(a: Config, b: Config): string[] {
-  const out: string[] = [];
-  if (a.listen.host !== b.listen.host || a.listen.port !== b.listen.port) out.push('listen.host/port');
-  if (Boolean(a.listen.tls) !== Boolean(b.listen.tls)) out.push('listen.tls (on/off)');
-  if (a.listen.maxHeaderBytes !== b.listen.maxHeaderBytes) out.push('listen.max_header_bytes');
-  if (a.admin.host !== b.admin.host || a.admin.port !== b.admin.port) out.push('admin');
-  return out;
 }

@@ -1,0 +1,39 @@
+import { X509Certificate } from 'node:crypto';
+import type { Config } from '../config/types.js';
+
+/** What operators need to see about the loaded certificates: identifiers and dates, never the certificates. */
+export interface CertificateSummary {
+  readonly serving?: { readonly serial: string; readonly sha256: string; readonly notAfter: number };
+  readonly clientCa?: { readonly count: number; readonly earliestNotAfter: number };
+}
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+function certificatesIn(pem: Buffer): X509Certificate[] {
+  return (pem.toString('latin1').match(PEM_BLOCK) ?? []).map((block) => new X509Certificate(block));
+}
+
+const notAfterOf = (cert: X509Certificate): number => Date.parse(cert.validTo) / 1000;
+
+/** Throws when a referenced certificate file does not parse, which fails a reload. */
+export function summarize(config: Config): CertificateSummary {
+  const tls = config.listen.tls;
+  const leaf = tls ? certificatesIn(tls.cert.contents)[0] : undefined;
+  const caFile = tls?.clientCa ?? config.clientCertificate.verify.ca;
+  const cas = caFile ? certificatesIn(caFile.contents) : [];
+  return {
+    ...(leaf ? { serving: { serial: leaf.serialNumber, sha256: leaf.fingerprint256, notAfter: notAfterOf(leaf) } } : {}),
+    ...(cas.length > 0 ? { clientCa: { count: cas.length, earliestNotAfter: Math.min(...cas.map(notAfterOf)) } } : {}),
+  };
+}
+
+/** The summary as log fields. */
+export function logFields(summary: CertificateSummary): Record<string, unknown> {
+  const { serving, clientCa } = summary;
+  return {
+    ...(serving
+      ? { serving_certificate: { serial: serving.serial, sha256: serving.sha256, not_after: new Date(serving.notAfter * 1000).toISOString() } }
+      : {}),
+    ...(clientCa ? { client_ca: { certificates: clientCa.count, earliest_not_after: new Date(clientCa.earliestNotAfter * 1000).toISOString() } } : {}),
+  };
+}

@@ -1,0 +1,124 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Client } from 'undici';
+import { stringify } from 'yaml';
+import { serve, startUpstream } from '../helpers/servers.js';
+import { call } from '../helpers/client.js';
+import { startGateway } from '../helpers/gateway.js';
+import { delay, eventually } from './fixtures/ops.js';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+t.test('SIGTERM on the real CLI under load: readiness 503, in-flight requests finish, idle connections close, exit 0', async (t) => {
+  // A slow upstream: every answer takes 300 ms.
+  const upstream = await serve((req, res) => {
+    const wait = req.url?.startsWith('/fast') ? 0 : 300;
+    setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'), wait);
+  });
+  t.teardown(() => upstream.close());
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-shutdown-'));
+  const configPath = join(dir, 'gateway.yaml');
+  writeFileSync(configPath, stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    upstreams: { bank: upstream.url },
+    routes: [{ name: 'api', path_prefix: '/', upstream: 'bank', auth: 'none' }],
+    shutdown: { grace_period_seconds: 10 },
+  }));
+
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--config', configPath], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
+  t.teardown(() => void child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const logs: Array<Record<string, unknown>> = [];
+  createInterface({ input: child.stdout }).on('line', (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+  t.ok(await eventually(() => logs.some((l) => l.msg === 'started'), 20000), `started ${stderr}`);
+  const started = logs.find((l) => l.msg === 'started') as { traffic: { port: number }; admin: { port: number } };
+  const base = `http://127.0.0.1:${started.traffic.port}`;
+  const admin = `http://127.0.0.1:${started.admin.port}`;
+  t.equal((await call(`${admin}/readyz`)).status, 200);
+
+  child.kill('SIGHUP');
+  t.ok(await eventually(() => logs.some((l) => l.msg === 'reloaded' && l.trigger === 'SIGHUP')), 'SIGHUP reloads');
+
+  // An idle keep-alive connection: one request, then silence.
+  const idle = netConnect(started.traffic.port, '127.0.0.1');
+  let idleClosedAt = 0;
+  idle.on('close', () => (idleClosedAt = Date.now()));
+  idle.on('error', () => undefined);
+  idle.write('GET /fast HTTP/1.1\r\nhost: gateway\r\n\r\n');
+  await new Promise((resolve) => idle.once('data', resolve));
+
+  // 20 clients, one keep-alive connection each; a client stops once told `connection: close`.
+  let signalledAt = 0;
+  const failures: string[] = [];
+  let completedDuringDrain = 0;
+  let toldToClose = 0;
+  const clients = Array.from({ length: 20 }, async () => {
+    const client = new Client(base, { keepAliveTimeout: 30000, pipelining: 1 });
+    try {
+      for (;;) {
+        const res = await client.request({ method: 'GET', path: '/slow' });
+        await res.body.text();
+        if (res.statusCode !== 200) failures.push(`status ${res.statusCode}`);
+        if (signalledAt > 0) completedDuringDrain++;
+        if (res.headers.connection === 'close') {
+          toldToClose++;
+          return;
+        }
+      }
+    } catch (error) {
+      failures.push(String(error));
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+  });
+  await delay(800);
+  signalledAt = Date.now();
+  child.kill('SIGTERM');
+  // The signal lands asynchronously: poll until readiness turns (the drain lasts ≥ one slow response).
+  let readyz = await call(`${admin}/readyz`);
+  while (readyz.status === 200) readyz = await call(`${admin}/readyz`);
+  t.equal(readyz.status, 503, '/readyz is 503 while draining');
+  t.equal(readyz.text, 'not ready: draining\n');
+  await Promise.all(clients);
+  const exit = await exited;
+
+  t.same(failures, [], 'no request failed');
+  t.equal(toldToClose, 20, 'every client was told to close its connection');
+  t.ok(completedDuringDrain >= 20, `${completedDuringDrain} requests completed during the drain`);
+  t.same({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, 'exit code 0');
+  t.ok(exit.at - signalledAt < 3000, `exited ${exit.at - signalledAt} ms after SIGTERM, well inside the 10 s grace period`);
+  t.ok(idleClosedAt > 0 && idleClosedAt <= exit.at, 'the idle keep-alive connection was closed');
+  const draining = logs.find((l) => l.msg === 'draining');
+  t.match(draining, { grace_period_seconds: 10 });
+  t.ok((draining?.in_flight as number) > 0, 'requests were in flight at SIGTERM');
+  t.match(logs.at(-1), { msg: 'stopped', drained: true });
+  t.equal(stderr, '');
+});
+
+t.test('the grace period bounds the drain: a request still running when it ends is cut', async (t) => {
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  const gw = await startGateway({
+    upstreams: { bank: { url: upstream.url, timeout_ms: 60000 } },
+    routes: [{ name: 'api', path_prefix: '/', upstream: 'bank', auth: 'none' }],
+    shutdown: { grace_period_seconds: 1 },
+  });
+  const hanging = call(`${gw.url}/never/slow`).then((r) => `status ${r.status}`, (e: unknown) => `error ${String(e)}`);
+  await eventually(() => upstream.seen.some((s) => s.url === '/never/slow'));
+  const started = Date.now();
+  await gw.close();
+  const took = Date.now() - started;
+  t.ok(took >= 950 && took < 2500, `drain took ${took} ms with a 1 s grace period`);
+  t.match(await hanging, /^error/, 'the request still running is cut');
+  t.match(gw.logs.find((l) => l.msg === 'grace period over; closing what is left'), { level: 'warn', in_flight: 1 });
+  t.match(gw.logs.at(-1), { msg: 'stopped', drained: false });
+});
