@@ -370,6 +370,7 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
     maxConcurrentRequests: s.int('max_concurrent_requests', 64, 1, 10000),
     retryAfterSeconds: s.int('retry_after_seconds', 5, 0, 3600),
     signedIntrospection,
+    requireTokenType: s.bool('require_token_type', false),
     ...(jwksUri ? { jwksUri } : {}),
     ...(audience ? { audience } : {}),
     allowedAlgorithms,

@@ -95,6 +95,8 @@ export interface AuthorizationServerConfig {
   readonly clockSkewSeconds: number;
   readonly maxConcurrentRequests: number;
   readonly retryAfterSeconds: number;
+  /** Refuse introspection answers without `token_type: Bearer` (closes refresh-token-as-bearer on servers that omit it for refresh tokens). */
+  readonly requireTokenType: boolean;
   /** RFC 9701: ask for `application/token-introspection+jwt` and verify it. */
   readonly signedIntrospection: boolean;
   readonly jwksUri?: string;

@@ -136,7 +136,8 @@ function validClaims(claims: Claims, answer: Record<string, unknown>, config: Au
     throw new GatewayError('invalid_token', 'the access token is meant for another audience');
   }
   const tokenType = answer['token_type'];
-  if (typeof tokenType === 'string' && tokenType.toLowerCase() !== 'bearer') {
+  if (typeof tokenType === 'string' ? tokenType.toLowerCase() !== 'bearer' : config.requireTokenType) {
+    // Some servers answer `active: true` for a refresh token, without a token_type.
     throw new GatewayError('invalid_token', 'the token is not a bearer access token');
   }
   checkTimes(claims, nowMs, config.clockSkewSeconds);

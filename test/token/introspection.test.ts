@@ -88,6 +88,12 @@ t.test('answers are mapped to codes', async (t) => {
   const minimal = await v.validate('tok-secret');
   t.same([...minimal.scopes], [], 'a token with no scope has none');
   t.equal(minimal.exp, undefined);
+
+  const strict = validatorFor(t, server, { requireTokenType: true, cache: { maxEntries: 0, maxTtlSeconds: 60, negativeTtlSeconds: 0 } });
+  answer = { ...ACTIVE };
+  await rejects(t, strict.validate('tok-refresh'), 'invalid_token');
+  answer = { ...ACTIVE, token_type: 'bearer' };
+  t.ok(await strict.validate('tok-access'), 'require_token_type: Bearer in any case passes');
 });
 
 t.test('AS failures are as_unavailable with retryAfter', async (t) => {
