@@ -34,11 +34,23 @@ function resolveDotSegments(segments: readonly string[]): string[] {
 }
 
 /**
+ * Paths that need no decoding, re-encoding or dot-segment resolution: non-empty segments of
+ * unreserved and sub-delim characters, none of them `.` or `..`. parseTarget returns these as they
+ * are; checking this first spares the common request the general path below.
+ */
+const PLAIN_PATH = /^(?:\/(?!\.\.?(?:[/?]|$))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*\/?(?:\?|$)/;
+
+/**
  * Parses a request target into the path routes match and the path forwarded. Anything that could
  * be read two ways by certbound and the upstream (encoded slashes or backslashes, NUL, bad
  * percent-encoding, invalid UTF-8) is refused rather than guessed.
  */
 export function parseTarget(url: string): Target {
+  if (url.charCodeAt(0) === 47 /* / */ && PLAIN_PATH.test(url)) {
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    return { path, encodedPath: path, query: q === -1 ? '' : url.slice(q) };
+  }
   let raw = url;
   if (!raw.startsWith('/')) {
     const m = /^https?:\/\/[^/?#]*(.*)$/i.exec(raw);

@@ -19,7 +19,8 @@ const HOP_BY_HOP = new Set([
 /** Names listed in `Connection` are hop-by-hop too. */
 function connectionListed(headers: IncomingHttpHeaders): Set<string> | undefined {
   const c = headers.connection;
-  if (!c) return undefined;
+  // `keep-alive` is hop-by-hop already: the common value needs no parsing.
+  if (!c || c === 'keep-alive') return undefined;
   return new Set(c.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
 }
 

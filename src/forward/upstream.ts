@@ -1,5 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 import type { UpstreamConfig } from '../config/types.js';
@@ -52,43 +51,86 @@ export function createUpstream(config: UpstreamConfig): Upstream {
     pipelining: 1,
   });
 
-  async function forward(call: UpstreamCall, res: ServerResponse, onError: (kind: UpstreamErrorKind) => void): Promise<ForwardOutcome> {
-    const started = performance.now();
-    const abort = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) abort.abort();
-    };
-    res.once('close', onClose);
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await pool.request({
-        method: call.method as Dispatcher.HttpMethod,
-        path: call.path,
-        headers: call.headers,
-        body: call.body ?? null,
-        signal: abort.signal,
-      });
-    } catch (error) {
-      res.off('close', onClose);
-      const kind = classify(error);
-      onError(kind);
-      if (kind === 'timeout') throw new GatewayError('upstream_timeout', 'upstream did not answer in time');
-      throw new GatewayError('upstream_unavailable', 'upstream unavailable');
-    }
-    const upstreamSeconds = (performance.now() - started) / 1000;
-    const headers = clientResponseHeaders(response.headers);
-    for (const name in call.responseHeaders) headers[name] = call.responseHeaders[name] as string;
-    res.writeHead(response.statusCode, headers);
-    try {
-      await pipeline(response.body, res);
-    } catch (error) {
-      if (!abort.signal.aborted) onError(classify(error));
-      res.destroy();
-    } finally {
-      res.off('close', onClose);
-    }
-    return { status: response.statusCode, upstreamSeconds };
+  function forward(call: UpstreamCall, res: ServerResponse, onError: (kind: UpstreamErrorKind) => void): Promise<ForwardOutcome> {
+    return new Promise((resolve, reject) => {
+      const forwarding = new Forwarding(call, res, onError, resolve, reject);
+      pool.dispatch(
+        { method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null },
+        forwarding,
+      );
+    });
   }
 
   return { config, forward, close: () => pool.close() };
+}
+
+/**
+ * One request through undici's dispatch API: the upstream's body is written straight into `res`
+ * (pausing the upstream while `res` is full), and a client that goes away aborts the upstream
+ * request. Cheaper per request than `request` + `stream.pipeline`: no intermediate Readable, no
+ * AbortController, no pipeline bookkeeping.
+ */
+class Forwarding implements Dispatcher.DispatchHandler {
+  private readonly started = performance.now();
+  private controller: Dispatcher.DispatchController | undefined;
+  /** The client went away before the response was complete. */
+  private clientGone = false;
+  private status = 0;
+  private upstreamSeconds = 0;
+  private readonly onClose = (): void => {
+    if (this.res.writableFinished) return;
+    this.clientGone = true;
+    this.controller?.abort(new undiciErrors.RequestAbortedError());
+  };
+
+  constructor(
+    private readonly call: UpstreamCall,
+    private readonly res: ServerResponse,
+    private readonly countError: (kind: UpstreamErrorKind) => void,
+    private readonly resolve: (outcome: ForwardOutcome) => void,
+    private readonly reject: (error: GatewayError) => void,
+  ) {
+    res.once('close', this.onClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError());
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // 1xx: informational, not forwarded
+    this.status = statusCode;
+    this.upstreamSeconds = (performance.now() - this.started) / 1000;
+    const out = clientResponseHeaders(headers);
+    const added = this.call.responseHeaders;
+    for (const name in added) out[name] = added[name] as string;
+    this.res.writeHead(statusCode, out);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.write(chunk)) return;
+    controller.pause();
+    this.res.once('drain', () => controller.resume());
+  }
+
+  onResponseEnd(): void {
+    this.res.off('close', this.onClose);
+    this.res.end();
+    this.resolve({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.res.off('close', this.onClose);
+    if (this.status === 0) {
+      const kind = classify(error);
+      this.countError(kind);
+      this.reject(kind === 'timeout' ? new GatewayError('upstream_timeout', 'upstream did not answer in time') : new GatewayError('upstream_unavailable', 'upstream unavailable'));
+      return;
+    }
+    // Headers went out: all HTTP allows now is to cut the client's connection.
+    if (!this.clientGone) this.countError(classify(error));
+    this.res.destroy();
+    this.resolve({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+  }
 }

@@ -1,0 +1,78 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
+/** Where bench/tsconfig.json compiles src/ and bench/: children run this JavaScript, not tsx. */
+const COMPILED_BENCH_DIR = fileURLToPath(new URL('../../node_modules/.cache/certbound-bench/bench/', import.meta.url));
+
+/** Compiles src/ and bench/ (tsc, a few seconds); throws on a type error. */
+export function compile(): void {
+  const tsc = fileURLToPath(new URL('../../node_modules/typescript/bin/tsc', import.meta.url));
+  const result = spawnSync(process.execPath, [tsc, '-p', `${BENCH_DIR}tsconfig.json`], { stdio: 'inherit' });
+  if (result.status !== 0) throw new Error('tsc failed');
+}
+
+export interface Child<T> {
+  readonly pid: number;
+  /** What the child printed as its first JSON line (its port, counters…). */
+  readonly ready: T;
+  /** Peak resident set size so far, in MiB (VmHWM). */
+  peakRssMb(): number;
+  /** Current resident set size, in MiB (VmRSS). */
+  rssMb(): number;
+  /** SIGTERM, then wait for exit (children exit cleanly so --cpu-prof can write its profile). */
+  stop(): Promise<void>;
+  /** Resolves with every later JSON line the child prints until it exits. */
+  readonly lines: Promise<unknown[]>;
+}
+
+function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** Starts `node [nodeArgs] <compiled bench/<script>> <json arg>` and waits for its first JSON line. */
+export async function startChild<T>(script: string, arg: unknown, nodeArgs: readonly string[] = []): Promise<Child<T>> {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, `${COMPILED_BENCH_DIR}${script.replace(/\.ts$/, '.js')}`, JSON.stringify(arg)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const rl = createInterface({ input: child.stdout! });
+  const later: unknown[] = [];
+  let first: ((v: T) => void) | undefined;
+  const ready = new Promise<T>((resolve, reject) => {
+    first = resolve;
+    void exited.then((code) => reject(new Error(`${script} exited (${code}) before it was ready`)));
+  });
+  rl.on('line', (line) => {
+    if (!line.startsWith('{')) return void process.stderr.write(`[${script}] ${line}\n`);
+    const value = JSON.parse(line) as unknown;
+    if (first) {
+      const f = first;
+      first = undefined;
+      f(value as T);
+    } else later.push(value);
+  });
+  const info = await ready;
+  const pid = child.pid as number;
+  return {
+    pid,
+    ready: info,
+    peakRssMb: () => statusField(pid, 'VmHWM'),
+    rssMb: () => statusField(pid, 'VmRSS'),
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    lines: exited.then(() => later),
+  };
+}
+
+/** Runs a child to completion and returns the JSON line it printed last. */
+export async function runChild<T>(script: string, arg: unknown): Promise<T> {
+  const child = await startChild<T>(script, arg);
+  return child.ready;
+}

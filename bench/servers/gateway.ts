@@ -1,0 +1,15 @@
+// certbound itself, as `certbound serve` runs it, from a config document given on the command line.
+import { pino } from 'pino';
+import { buildConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createMetrics } from '../../src/observability/metrics.js';
+import { startRuntime } from '../../src/server/runtime.js';
+
+const { doc, baseDir, logFile } = JSON.parse(process.argv[2] ?? '{}') as { doc: Record<string, unknown>; baseDir: string; logFile: string };
+const config = buildConfig(doc, { env: {}, baseDir });
+const runtime = await startRuntime(config, {
+  log: createLogger(config.logging.level, pino.destination({ dest: logFile, sync: false })),
+  metrics: createMetrics(),
+});
+process.stdout.write(`${JSON.stringify({ port: runtime.trafficAddress.port })}\n`);
+process.once('SIGTERM', () => void runtime.shutdown().then(() => process.exit(0)));
