@@ -21,6 +21,8 @@ export interface Gateway {
   readonly config: Config;
   readonly route: Router;
   readonly readCertificate: (req: IncomingMessage) => CertificateResult;
+  /** The certificate's thumbprint for the access log of a refused request: never throws, never warns. */
+  readonly thumbprintOf: (req: IncomingMessage) => string | undefined;
   readonly peerTrusted: (peer: string | undefined) => boolean;
   /** Headers no client may set: they are stripped before anything is forwarded. */
   readonly protectedHeaders: ReadonlySet<string>;
@@ -45,11 +47,13 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
   for (const r of config.routes) if (r.forwardCertificateHeader) protectedHeaders.add(r.forwardCertificateHeader);
 
   let readCertificate: Gateway['readCertificate'];
+  let peek: Gateway['readCertificate'];
   if (cc.source === 'header') {
     const reader = createHeaderCertificateReader(cc, deps.clock);
     for (const name of reader.headerNames) protectedHeaders.add(name);
+    peek = (req) => reader.read(req.headersDistinct, req.socket.remoteAddress);
     readCertificate = (req) => {
-      const result = reader.read(req.headersDistinct, req.socket.remoteAddress);
+      const result = peek(req);
       if (!result.present && result.untrustedPeer) {
         deps.log?.warn({ msg: 'certificate header from an untrusted peer ignored', peer: req.socket.remoteAddress, header: cc.header });
       }
@@ -61,7 +65,16 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
     const requireVerified = config.listen.tls?.clientCa !== undefined;
     readCertificate = (req) =>
       'getPeerX509Certificate' in req.socket ? certificateFromSocket(req.socket as TLSSocket, requireVerified) : { present: false, why: 'connection is not TLS' };
+    peek = readCertificate;
   }
+  const thumbprintOf = (req: IncomingMessage): string | undefined => {
+    try {
+      const result = peek(req);
+      return result.present ? result.certificate.thumbprint : undefined;
+    } catch {
+      return undefined;
+    }
+  };
 
   const reused = deps.previous?.tokens && sameValidation(deps.previous.config, config) ? deps.previous.tokens : undefined;
   const tokens = reused ?? (config.authorizationServer
@@ -78,6 +91,7 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
     config,
     route: createRouter(config.routes),
     readCertificate,
+    thumbprintOf,
     peerTrusted,
     protectedHeaders,
     tokens,

@@ -103,7 +103,7 @@ export function createRouter(routes: readonly RouteConfig[]): Router {
     const route = table.find((r) => under(target.path, r.pathPrefix));
     if (!route) throw new GatewayError('no_route', 'no route for this path');
     if (!route.methods.includes(method)) {
-      throw new GatewayError('method_not_allowed', `method ${method} is not allowed on this route`, { allow: route.methods });
+      throw new GatewayError('method_not_allowed', `method ${method} is not allowed on this route`, { allow: route.methods, route: route.name });
     }
     return { route, target };
   };

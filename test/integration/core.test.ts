@@ -338,4 +338,8 @@ t.test('metrics and access log', async (t) => {
   t.equal(line?.certificate_thumbprint, tppA.thumbprint);
   t.equal(line?.client_id, 'tpp-a');
   t.notMatch(gw.rawLogs.join('\n'), /tokA|BEGIN CERTIFICATE/, 'never a token or a certificate in the logs');
+  t.match(text, /certbound_requests_total\{route="accounts",method="DELETE",status_class="4xx",outcome="rejected"\} \d+/, 'a 405 counts against the route that matched');
+  const refused = gw.logs.find((l) => l.msg === 'request' && l.reason === 'certificate_mismatch');
+  t.equal(refused?.certificate_thumbprint, tppB.thumbprint, 'a refused request logs the thumbprint it presented');
+  t.equal(refused?.status, 401);
 });

@@ -144,7 +144,8 @@ t.test('every certbound family is present, with its labels and samples', async (
   const v = (name: string, labels: Record<string, string> = {}) => sample(text, name, labels);
   t.ok(v('certbound_requests_total', { route: 'accounts', method: 'GET', status_class: '2xx', outcome: 'forwarded' })! >= 3);
   t.equal(v('certbound_requests_total', { route: 'dead', status_class: '5xx', outcome: 'error' }), 1);
-  t.equal(v('certbound_requests_total', { route: 'none', status_class: '4xx', outcome: 'rejected' }), 21, 'unmatched paths (20) and the 405 count under route="none"');
+  t.equal(v('certbound_requests_total', { route: 'none', status_class: '4xx', outcome: 'rejected' }), 20, 'unmatched paths (20) count under route="none"');
+  t.equal(v('certbound_requests_total', { route: 'accounts', method: 'POST', status_class: '4xx', outcome: 'rejected' }), 1, 'the 405 counts against the route whose path matched');
   for (const reason of ['inactive', 'insufficient_scope', 'certificate_mismatch', 'missing_token', 'as_unavailable']) {
     t.ok(v('certbound_auth_failures_total', { route: 'accounts', reason })! >= 1, `auth failure ${reason}`);
   }
