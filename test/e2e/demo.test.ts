@@ -21,7 +21,10 @@ function tsx(args: string[], env: Record<string, string>, timeoutMs: number): Pr
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [TSX, ...args], {
       cwd: REPOSITORY_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', ...env },
+      // The demo runs under tsx, as `npm run demo` does; tap would still record its coverage (its
+      // spawn hook re-adds its loader), and tsx's transpiled code for the same files would corrupt
+      // the merge with the in-process tests' coverage. So this child records none.
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', _TAPJS_PROCESSINFO_COV_EXCLUDE_: '/./', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

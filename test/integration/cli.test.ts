@@ -10,7 +10,8 @@ const dir = mkdtempSync(join(tmpdir(), 'certbound-cli-'));
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'src/main.ts'), ...args], { cwd: dir, env: { ...process.env, ...env }, timeout: 20000 }, (error, stdout, stderr) => {
+    // The test's own loaders (tap's): the child's coverage then merges with the parent's cleanly.
+    execFile(process.execPath, [...process.execArgv, join(root, 'src/main.ts'), ...args], { cwd: dir, env: { ...process.env, ...env }, timeout: 20000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
     });
   });

@@ -32,7 +32,8 @@ t.test('SIGTERM on the real CLI under load: readiness 503, in-flight requests fi
     shutdown: { grace_period_seconds: 10 },
   }));
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--config', configPath], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The test's own loaders (tap's), so that the child's coverage merges cleanly with the parent's.
+  const child = spawn(process.execPath, [...process.execArgv, 'src/main.ts', 'serve', '--config', configPath], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
   t.teardown(() => void child.kill('SIGKILL'));
   let stderr = '';
