@@ -1,4 +1,5 @@
 import t from 'tap';
+import { codeOf } from '../helpers/codes.js';
 import { createHeaderCertificateReader } from '../../src/certificate/header.js';
 import type { ClientCertificateConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
@@ -20,15 +21,7 @@ function thumbprint(overrides: Partial<ClientCertificateConfig>, headers: Record
   return result.certificate.thumbprint;
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof GatewayError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const code = codeOf;
 
 t.test('the test certificates carry + and / in their base64', async (t) => {
   t.match(b64(tpp.der), /\+/);

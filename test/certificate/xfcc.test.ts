@@ -1,4 +1,5 @@
 import t from 'tap';
+import { codeOf } from '../helpers/codes.js';
 import { createHeaderCertificateReader } from '../../src/certificate/header.js';
 import { parseXfcc } from '../../src/certificate/xfcc.js';
 import type { CertificateResult } from '../../src/certificate/types.js';
@@ -19,15 +20,7 @@ const thumbprintOf = (value: string, element: 'first' | 'last' = 'last'): string
   const result = read(value, element);
   return result.present ? result.certificate.thumbprint : undefined;
 };
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof GatewayError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
+const code = codeOf;
 
 t.test('the grammar', async (t) => {
   const elements = parseXfcc('By=spiffe://a;By=spiffe://b;hash=abc;URI=u1;DNS=d1;DNS=d2,by="x;y,z=\\"q\\"\\\\";Subject=""');

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { codeOf } from '../helpers/codes.js';
 import { createRouter, normalizePrefix, parseTarget } from '../../src/route.js';
 import { GatewayError } from '../../src/errors.js';
 import type { RouteConfig } from '../../src/config/types.js';
@@ -7,15 +8,7 @@ const route = (name: string, pathPrefix: string, methods = ['GET']): RouteConfig
   name, pathPrefix, methods, upstream: 'u', auth: 'none', scopes: [], forwardAuthorization: false,
 });
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof GatewayError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
+const code = codeOf;
 
 t.test('parseTarget normalizes dot-segments, slashes and encoding', async (t) => {
   t.same(parseTarget('/a/b/../c/./d?x=1'), { path: '/a/c/d', encodedPath: '/a/c/d', query: '?x=1' });

@@ -395,3 +395,20 @@ export function writeConfig(fx: Fixture, name: string, text: string): string {
   writeFileSync(path, text, { mode: 0o644 });
   return path;
 }
+
+/**
+ * A certificate from another CA, presented to a load balancer that verifies optional client
+ * certificates: the handshake ends with a TLS alert and certbound is never asked.
+ */
+export async function expectForeignCaRejected(t: TestLike, fx: Fixture, lb: LbProcess, port: number, foreign: Agent): Promise<void> {
+  const calls = fx.introspection.calls.length;
+  const before = fx.upstream.seen.length;
+  const r = await attempt(`${lb.url}${ROUTE}`, foreign);
+  t.ok('error' in r, `TLS failure expected (got ${'reply' in r ? r.reply.status : ''})`);
+  diagnose(t, lb, 'error' in r);
+  // Under TLS 1.3 the client notices the alert on its first read: a raw handshake shows which.
+  const alert = await handshakeOutcome(fx, port, fx.foreign);
+  t.match(alert, /^ERR_SSL_.*ALERT/, `the TLS alert the client receives (${alert})`);
+  t.equal(fx.introspection.calls.length, calls, 'certbound never asked');
+  t.equal(fx.upstream.seen.length, before);
+}
