@@ -2,7 +2,6 @@ import t from 'tap';
 import { codeOf } from '../helpers/codes.js';
 import { createHeaderCertificateReader } from '../../src/certificate/header.js';
 import type { ClientCertificateConfig } from '../../src/config/types.js';
-import { GatewayError } from '../../src/errors.js';
 import {
   PROXY, VECTOR_DER, VECTOR_PEM, VECTOR_THUMBPRINT, VECTOR_TIME, albEscape, apacheSpaces, b64, config, createCa, createChain,
   envoyElement, issueWithPlusAndSlash, nginxEscape, pemOf, queryEscape, rfc9440, wso2OneLine,
