@@ -17,9 +17,10 @@ export function bearerToken(authorization: readonly string[] | undefined, query:
   if (authorization.length > 1) throw new GatewayError('malformed_token', 'more than one Authorization header');
   const value = authorization[0] as string;
   const space = value.indexOf(' ');
-  if (space === -1 || value.slice(0, space).toLowerCase() !== 'bearer') {
-    throw new GatewayError('malformed_token', 'Authorization must use the Bearer scheme');
-  }
+  const scheme = (space === -1 ? value : value.slice(0, space)).toLowerCase();
+  // RFC 6750 §3.1: another scheme is no credential at all here (401, no error code).
+  if (scheme !== 'bearer') throw new GatewayError('missing_token', 'bearer token required');
+  if (space === -1) throw new GatewayError('malformed_token', 'malformed bearer token');
   const token = value.slice(space + 1).trim();
   if (!TOKEN68.test(token)) throw new GatewayError('malformed_token', 'malformed bearer token');
   return token;

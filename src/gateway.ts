@@ -62,9 +62,9 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
   } else {
     // The header a proxy would use is still stripped: a TLS client must not smuggle one upstream.
     protectedHeaders.add(cc.header);
-    const requireVerified = config.listen.tls?.clientCa !== undefined;
+    const options = { requireVerified: config.listen.tls?.clientCa !== undefined, checkValidity: cc.verify.checkValidity, now: deps.clock ?? Date.now };
     readCertificate = (req) =>
-      'getPeerX509Certificate' in req.socket ? certificateFromSocket(req.socket as TLSSocket, requireVerified) : { present: false, why: 'connection is not TLS' };
+      'getPeerX509Certificate' in req.socket ? certificateFromSocket(req.socket as TLSSocket, options) : { present: false, why: 'connection is not TLS' };
     peek = readCertificate;
   }
   const thumbprintOf = (req: IncomingMessage): string | undefined => {

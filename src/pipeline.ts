@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type HttpProxy from 'http-proxy';
 import type { RouteConfig } from './config/types.js';
@@ -63,13 +64,39 @@ export async function authorize(req: IncomingMessage, route: RouteConfig, target
   }
 }
 
-/** A cached token's claims object is shared by every request that carries it: join its scopes once. */
-const scopeHeaders = new WeakMap<TokenClaims, string>();
-function scopeHeaderOf(claims: TokenClaims): string {
-  let value = scopeHeaders.get(claims);
+/**
+ * A header value from a claim: printable ASCII as is; anything else (UTF-8 names, control
+ * characters) percent-encoded as UTF-8, so the header is always valid and never smuggles a line.
+ */
+const headerValue = (claim: string): string => (/^[\x20-\x7e]*$/.test(claim) ? claim : encodeURIComponent(claim));
+
+interface IdentityValues {
+  readonly clientId?: string;
+  readonly subject?: string;
+  readonly scope?: string;
+}
+/** A cached token's claims object is shared by every request that carries it: derive its header values once. */
+const identityValues = new WeakMap<TokenClaims, IdentityValues>();
+function identityOf(claims: TokenClaims): IdentityValues {
+  let values = identityValues.get(claims);
+  if (values === undefined) {
+    values = {
+      ...(claims.clientId ? { clientId: headerValue(claims.clientId) } : {}),
+      ...(claims.subject ? { subject: headerValue(claims.subject) } : {}),
+      ...(claims.scopes.size > 0 ? { scope: headerValue([...claims.scopes].join(' ')) } : {}),
+    };
+    identityValues.set(claims, values);
+  }
+  return values;
+}
+
+/** A TLS connection's certificate is one object for all its requests: encode it for forwarding once. */
+const forwardedPem = new WeakMap<ClientCertificate, string>();
+function forwardedCertificateOf(certificate: ClientCertificate): string {
+  let value = forwardedPem.get(certificate);
   if (value === undefined) {
-    value = [...claims.scopes].join(' ');
-    scopeHeaders.set(claims, value);
+    value = encodeURIComponent(certificate.x509.toString());
+    forwardedPem.set(certificate, value);
   }
   return value;
 }
@@ -79,12 +106,15 @@ function addedHeaders(gateway: Gateway, route: RouteConfig, identity: Identity, 
   const names = gateway.config.identityHeaders;
   const add: Record<string, string> = { 'x-fapi-interaction-id': interactionId };
   const { claims, certificate } = identity;
-  if (claims?.clientId) add[names.clientId] = claims.clientId;
-  if (claims?.subject) add[names.subject] = claims.subject;
-  if (claims && claims.scopes.size > 0) add[names.scope] = scopeHeaderOf(claims);
+  if (claims) {
+    const values = identityOf(claims);
+    if (values.clientId) add[names.clientId] = values.clientId;
+    if (values.subject) add[names.subject] = values.subject;
+    if (values.scope) add[names.scope] = values.scope;
+  }
   if (certificate) {
     add[names.thumbprint] = certificate.thumbprint;
-    if (route.forwardCertificateHeader) add[route.forwardCertificateHeader] = encodeURIComponent(certificate.x509.toString());
+    if (route.forwardCertificateHeader) add[route.forwardCertificateHeader] = forwardedCertificateOf(certificate);
   }
   return add;
 }
@@ -158,7 +188,7 @@ export async function handle(req: IncomingMessage, res: ServerResponse, gateway:
     );
     status = outcome.status;
     upstreamSeconds = outcome.upstreamSeconds;
-    obs.metrics.upstreamDuration.observe({ upstream: upstream.config.name }, outcome.upstreamSeconds);
+    obs.metrics.upstreamDuration.labels(upstream.config.name).observe(outcome.upstreamSeconds);
   } catch (error) {
     ({ status, reason } = fail(error, res, route, gateway, interactionId, obs));
     routeName = route?.name ?? (isGatewayError(error) ? error.details.route : undefined);
@@ -263,13 +293,20 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   try {
     const match = gateway.route(method, req.url ?? '/');
     route = match.route;
+    // Only WebSocket upgrades are tunnelled (http-proxy drops anything else without an answer).
+    if (method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      throw new GatewayError('bad_request', 'only GET upgrades to websocket are supported');
+    }
     identity = await authorize(req, route, match.target, gateway);
+    if (socket.destroyed) return;
     const upstream = upstreamOf(gateway, route);
     req.headers = forwardedHeaders(req, gateway, route, identity, interactionId, true) as IncomingMessage['headers'];
     req.url = match.target.encodedPath + match.target.query;
     proxy.ws(req, socket, head, { target: upstream.config.url, xfwd: false }, () => {
       obs.metrics.upstreamErrors.inc({ upstream: upstream.config.name, kind: 'refused' });
-      writeRaw(socket, { status: 502, headers: { 'content-type': 'application/json' }, body: '{"error":"bad_gateway","error_description":"upstream unavailable"}' }, interactionId);
+      // Once the 101 went out the socket is a tunnel: an HTTP error response there would be garbage.
+      if ((socket as Socket).bytesWritten > 0) socket.destroy();
+      else writeRaw(socket, { status: 502, headers: { 'content-type': 'application/json' }, body: '{"error":"bad_gateway","error_description":"upstream unavailable"}' }, interactionId);
     });
   } catch (error) {
     const gatewayError = isGatewayError(error) ? error : undefined;
@@ -287,7 +324,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
 function writeRaw(socket: Duplex, response: { status: number; headers: Readonly<Record<string, string>>; body: string }, interactionId: string): void {
   if (socket.destroyed) return;
   const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`];
-  const headers = { ...response.headers, 'x-fapi-interaction-id': interactionId, 'content-length': String(Buffer.byteLength(response.body)), connection: 'close' };
+  const headers = { ...response.headers, date: new Date().toUTCString(), 'x-fapi-interaction-id': interactionId, 'content-length': String(Buffer.byteLength(response.body)), connection: 'close' };
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   socket.end(`${lines.join('\r\n')}\r\n\r\n${response.body}`);
 }

@@ -35,10 +35,10 @@ function resolveDotSegments(segments: readonly string[]): string[] {
 
 /**
  * Paths that need no decoding, re-encoding or dot-segment resolution: non-empty segments of
- * unreserved and sub-delim characters, none of them `.` or `..`. parseTarget returns these as they
+ * unreserved and sub-delim characters except `;`, none of them `.` or `..`. parseTarget returns these as they
  * are; checking this first spares the common request the general path below.
  */
-const PLAIN_PATH = /^(?:\/(?!\.\.?(?:[/?]|$))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*\/?(?:\?|$)/;
+const PLAIN_PATH = /^(?:\/(?!\.\.?(?:[/?]|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*\/?(?:\?|$)/;
 
 /**
  * Parses a request target into the path routes match and the path forwarded. Anything that could
@@ -64,6 +64,9 @@ export function parseTarget(url: string): Target {
   if (rawPath.includes('\\') || rawPath.includes('\0') || rawPath.includes('#')) {
     throw new GatewayError('bad_path', 'path contains a forbidden character');
   }
+  // Java servers read `..;/` as `..` and `;` as the start of path parameters: a path certbound
+  // matched one way could be served another. Open-banking APIs use no matrix parameters.
+  if (rawPath.includes(';') || /%3b/i.test(rawPath)) throw new GatewayError('bad_path', 'path contains ";"');
   if (/%(?![0-9A-Fa-f]{2})/.test(rawPath)) throw new GatewayError('bad_path', 'path has invalid percent-encoding');
   if (/%(2f|5c|00)/i.test(rawPath)) throw new GatewayError('bad_path', 'path contains an encoded slash, backslash or NUL');
   let decoded: string;
@@ -81,7 +84,7 @@ export function parseTarget(url: string): Target {
 
 /** The form a `path_prefix` must already be in; undefined when it is not a clean absolute path. */
 export function normalizePrefix(prefix: string): string | undefined {
-  if (prefix.includes('%') || prefix.includes('\\') || prefix.includes('?') || prefix.includes('#')) return undefined;
+  if (prefix.includes('%') || prefix.includes('\\') || prefix.includes('?') || prefix.includes('#') || prefix.includes(';')) return undefined;
   const segments = prefix.split('/').slice(1);
   if (segments.some((s) => s === '.' || s === '..')) return undefined;
   return `/${segments.filter((s) => s !== '').join('/')}`;

@@ -1,29 +1,58 @@
 import type { TLSSocket } from 'node:tls';
+import { GatewayError } from '../errors.js';
 import { thumbprintOf } from './thumbprint.js';
 import { NO_CERTIFICATE, type CertificateResult } from './types.js';
 
-const perConnection = new WeakMap<TLSSocket, CertificateResult>();
-
-/**
- * The peer certificate of a TLS connection, computed once per connection (renegotiation is
- * disabled on accept, so it cannot change). With a client CA configured, a certificate that
- * did not verify counts as none, and says why.
- */
-export function certificateFromSocket(socket: TLSSocket, requireVerified: boolean): CertificateResult {
-  let result = perConnection.get(socket);
-  if (result === undefined) {
-    result = readPeer(socket, requireVerified);
-    perConnection.set(socket, result);
-  }
-  return result;
+interface Peer {
+  readonly present: CertificateResult;
+  /** Why the handshake did not verify it against the client CA, if it did not. */
+  readonly unverified?: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
 }
 
-function readPeer(socket: TLSSocket, requireVerified: boolean): CertificateResult {
-  const x509 = socket.getPeerX509Certificate();
-  if (x509 === undefined) return NO_CERTIFICATE;
-  if (requireVerified && !socket.authorized) {
-    const reason = socket.authorizationError instanceof Error ? socket.authorizationError.message : String(socket.authorizationError);
-    return { present: false, why: `client certificate not verified (${reason})` };
+const perConnection = new WeakMap<TLSSocket, Peer | null>();
+
+export interface SocketCertificateOptions {
+  /** A client CA is configured: a certificate the handshake did not verify counts as none. */
+  readonly requireVerified: boolean;
+  /** Refuse a certificate outside its validity window (matters without a client CA). */
+  readonly checkValidity: boolean;
+  readonly now: () => number;
+}
+
+/**
+ * The peer certificate of a TLS connection, parsed once per connection (renegotiation is
+ * disabled on accept, so it cannot change). The policy is applied on every request, so a reload
+ * that adds a client CA also governs connections opened before it.
+ */
+export function certificateFromSocket(socket: TLSSocket, options: SocketCertificateOptions): CertificateResult {
+  let peer = perConnection.get(socket);
+  if (peer === undefined) {
+    peer = readPeer(socket);
+    perConnection.set(socket, peer);
   }
-  return { present: true, certificate: { thumbprint: thumbprintOf(x509.raw), x509 } };
+  if (peer === null) return NO_CERTIFICATE;
+  if (options.requireVerified && peer.unverified !== undefined) {
+    return { present: false, why: `client certificate not verified (${peer.unverified})` };
+  }
+  if (options.checkValidity) {
+    const now = options.now();
+    if (now > peer.notAfter) throw new GatewayError('certificate_expired', 'client certificate expired');
+    if (now < peer.notBefore) throw new GatewayError('certificate_expired', 'client certificate not yet valid');
+  }
+  return peer.present;
+}
+
+function readPeer(socket: TLSSocket): Peer | null {
+  const x509 = socket.getPeerX509Certificate();
+  if (x509 === undefined) return null;
+  const error: unknown = socket.authorizationError;
+  const unverified = socket.authorized ? undefined : error instanceof Error ? error.message : String(error);
+  return {
+    present: { present: true, certificate: { thumbprint: thumbprintOf(x509.raw), x509 } },
+    ...(unverified !== undefined ? { unverified } : {}),
+    notBefore: Date.parse(x509.validFrom),
+    notAfter: Date.parse(x509.validTo),
+  };
 }

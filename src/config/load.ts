@@ -292,6 +292,8 @@ function loadClientCertificate(s: Section): ClientCertificateConfig {
     checkValidity: v.bool('check_validity', true),
     requireClientAuthEku: v.bool('require_client_auth_eku', false),
   };
+  if (source === 'tls' && ca) v.problem('ca_file', 'applies to source: header; with source: tls set listen.tls.client_ca_file');
+  if (source === 'tls' && verify.requireClientAuthEku) v.problem('require_client_auth_eku', 'applies to source: header only');
   v.done();
   s.done();
   return {

@@ -16,6 +16,15 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/**
+ * Headers some upstream frameworks act on that would undo certbound's path and method checks
+ * (IIS/Symfony URL rewrites, method overrides): never forwarded.
+ */
+const REWRITES = new Set(['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override']);
+
+/** Client-address headers: kept only from a trusted proxy, like X-Forwarded-For. */
+const CLIENT_ADDRESS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'client-ip']);
+
 /** Names listed in `Connection` are hop-by-hop too. */
 function connectionListed(headers: IncomingHttpHeaders): Set<string> | undefined {
   const c = headers.connection;
@@ -45,7 +54,8 @@ export function upstreamRequestHeaders(input: ForwardedHeaderInput): Record<stri
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || strip.has(name) || listed?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || strip.has(name) || listed?.has(name) || REWRITES.has(name)) continue;
+    if (!input.peerTrusted && CLIENT_ADDRESS.has(name)) continue;
     if (name === 'host' || name.startsWith('x-forwarded-') || name === 'forwarded') continue;
     out[name] = value;
   }

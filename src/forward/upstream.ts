@@ -53,7 +53,7 @@ export function createUpstream(config: UpstreamConfig): Upstream {
 
   function forward(call: UpstreamCall, res: ServerResponse, onError: (kind: UpstreamErrorKind) => void): Promise<ForwardOutcome> {
     return new Promise((resolve, reject) => {
-      const forwarding = new Forwarding(call, res, onError, resolve, reject);
+      const forwarding = new Forwarding(call, res, onError, resolve, reject, config.timeoutMs);
       pool.dispatch(
         { method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null },
         forwarding,
@@ -83,14 +83,20 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.controller?.abort(new undiciErrors.RequestAbortedError());
   };
 
+  /** A client that stops reading must not hold an upstream connection for ever. */
+  private stalled: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly call: UpstreamCall,
     private readonly res: ServerResponse,
     private readonly countError: (kind: UpstreamErrorKind) => void,
     private readonly resolve: (outcome: ForwardOutcome) => void,
     private readonly reject: (error: GatewayError) => void,
+    private readonly writeTimeoutMs: number,
   ) {
-    res.once('close', this.onClose);
+    // The client may have gone while the token was being checked: its 'close' already fired.
+    if (res.destroyed) this.clientGone = true;
+    else res.once('close', this.onClose);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -109,22 +115,38 @@ class Forwarding implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.destroyed) {
+      this.clientGone = true;
+      controller.abort(new undiciErrors.RequestAbortedError());
+      return;
+    }
     if (this.res.write(chunk)) return;
     controller.pause();
-    this.res.once('drain', () => controller.resume());
+    this.stalled = setTimeout(() => {
+      this.clientGone = true;
+      controller.abort(new undiciErrors.RequestAbortedError());
+      this.res.destroy();
+    }, this.writeTimeoutMs);
+    this.res.once('drain', () => {
+      clearTimeout(this.stalled);
+      controller.resume();
+    });
   }
 
   onResponseEnd(): void {
+    clearTimeout(this.stalled);
     this.res.off('close', this.onClose);
     this.res.end();
     this.resolve({ status: this.status, upstreamSeconds: this.upstreamSeconds });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    clearTimeout(this.stalled);
     this.res.off('close', this.onClose);
     if (this.status === 0) {
       const kind = classify(error);
-      this.countError(kind);
+      // A client that left is not an upstream failure.
+      if (!this.clientGone) this.countError(kind);
       this.reject(kind === 'timeout' ? new GatewayError('upstream_timeout', 'upstream did not answer in time') : new GatewayError('upstream_unavailable', 'upstream unavailable'));
       return;
     }

@@ -135,6 +135,9 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
   // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: track them here.
   const tunnels = new Set<Duplex>();
   traffic.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+    // Node drops its own error listener from an upgraded socket: without one, a reset while the
+    // request is being checked would be an unhandled 'error' event and take the process down.
+    socket.on('error', () => socket.destroy());
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
     const current = gateway;

@@ -29,7 +29,7 @@ export function createTokenCache(config: TokenCacheConfig, deps: { clock: () => 
   return {
     get: (key) => {
       const outcome = lru.get(key); // drops the entry if it has expired
-      count();
+      if (outcome === undefined) count(); // a hit leaves the size as it was
       return outcome;
     },
     set: (key, outcome) => {

@@ -50,6 +50,9 @@ export async function startIntrospection(table: Map<string, Record<string, unkno
   return { ...listening, calls, endpoint: `${listening.url}/introspect` };
 }
 
+/** What `…/big` answers: large enough to fill the socket buffers of a client that does not read. */
+export const BIG = Buffer.alloc(8 * 1024 * 1024, 7);
+
 export interface SeenRequest {
   readonly method: string;
   readonly url: string;
@@ -60,7 +63,7 @@ export interface SeenRequest {
 
 /**
  * An upstream that records what it received. `/stream` sends a first chunk and waits for
- * `release()` before finishing; `…/slow` never answers; everything else answers 200 JSON.
+ * `release()` before finishing; `…/slow` never answers; `…/big` sends 8 MiB; everything else answers 200 JSON.
  */
 export async function startUpstream() {
   const seen: SeenRequest[] = [];
@@ -82,6 +85,11 @@ export async function startUpstream() {
         return;
       }
       if (req.url?.endsWith('/slow')) return;
+      if (req.url?.endsWith('/big')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG.length) });
+        res.end(BIG);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive, x-hop', 'x-hop': 'drop me', 'x-upstream': 'yes', 'x-fapi-interaction-id': 'upstream-made-up' });
       res.end(JSON.stringify({ ok: true, path: req.url }));
     });

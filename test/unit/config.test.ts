@@ -111,6 +111,9 @@ t.test('cross-section rules', async (t) => {
     'authorization_server.allowed_algorithms[1]: "HS256" is not allowed: access tokens must be signed with an asymmetric key',
     'authorization_server.allowed_algorithms[2]: "none" is not allowed: access tokens must be signed with an asymmetric key',
   ]);
+  const tlsVerify = minimal() as Record<string, unknown>;
+  tlsVerify.client_certificate = { source: 'tls', verify: { require_client_auth_eku: true } };
+  t.same(problems(tlsVerify), ['client_certificate.verify.require_client_auth_eku: applies to source: header only']);
   const mtls = buildConfig({ upstreams: { u: 'http://x:1' }, routes: [{ name: 'token', path_prefix: '/token', upstream: 'u', auth: 'mtls', methods: ['POST'] }] });
   t.equal(mtls.routes[0]?.forwardCertificateHeader, 'x-client-cert');
 });
