@@ -3,6 +3,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { startRuntime, type Runtime } from '../../src/server/runtime.js';
+import type { Config } from '../../src/config/types.js';
 
 export interface TestGateway {
   readonly url: string;
@@ -15,18 +16,15 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** Starts the real gateway in-process on ephemeral loopback ports. */
-export async function startGateway(
-  doc: Record<string, unknown>,
-  opts: { env?: Record<string, string>; baseDir?: string; configPath?: string; clock?: () => number } = {},
-): Promise<TestGateway> {
-  const withPorts = {
-    ...doc,
-    listen: { host: '127.0.0.1', port: 0, ...(doc.listen as object | undefined) },
-    admin: { host: '127.0.0.1', port: 0, ...(doc.admin as object | undefined) },
-    logging: { level: 'info', ...(doc.logging as object | undefined) },
-  };
-  const config = buildConfig(withPorts, { env: opts.env ?? {}, ...(opts.baseDir ? { baseDir: opts.baseDir } : {}) });
+export interface RunOptions {
+  readonly env?: Record<string, string>;
+  readonly configPath?: string;
+  readonly clock?: () => number;
+  readonly defaultMetrics?: boolean;
+}
+
+/** Runs the real runtime in-process on a validated config, capturing its JSON log lines. */
+export async function runCaptured(config: Config, opts: RunOptions = {}): Promise<TestGateway> {
   const rawLogs: string[] = [];
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
@@ -38,7 +36,7 @@ export async function startGateway(
       done();
     },
   });
-  const metrics = createMetrics({ defaultMetrics: false });
+  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const runtime = await startRuntime(config, {
     log: createLogger(config.logging.level, sink),
     metrics,
@@ -46,9 +44,8 @@ export async function startGateway(
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
-  const scheme = config.listen.tls ? 'https' : 'http';
   return {
-    url: `${scheme}://127.0.0.1:${runtime.trafficAddress.port}`,
+    url: `${config.listen.tls ? 'https' : 'http'}://127.0.0.1:${runtime.trafficAddress.port}`,
     adminUrl: `http://127.0.0.1:${runtime.adminAddress.port}`,
     runtime,
     metrics,
@@ -56,4 +53,19 @@ export async function startGateway(
     rawLogs,
     close: () => runtime.shutdown(),
   };
+}
+
+/** Starts the real gateway in-process on ephemeral loopback ports, from a config document. */
+export async function startGateway(
+  doc: Record<string, unknown>,
+  opts: RunOptions & { baseDir?: string } = {},
+): Promise<TestGateway> {
+  const withPorts = {
+    ...doc,
+    listen: { host: '127.0.0.1', port: 0, ...(doc.listen as object | undefined) },
+    admin: { host: '127.0.0.1', port: 0, ...(doc.admin as object | undefined) },
+    logging: { level: 'info', ...(doc.logging as object | undefined) },
+  };
+  const config = buildConfig(withPorts, { env: opts.env ?? {}, ...(opts.baseDir ? { baseDir: opts.baseDir } : {}) });
+  return runCaptured(config, opts);
 }
