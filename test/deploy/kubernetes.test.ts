@@ -2,7 +2,7 @@
 // matters for running certbound safely: hardening, probes, drain timing,
 // secret handling, networking and the monitoring objects.
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { run as runIn, type RunResult } from './fixtures/run.js';
 import { readFile, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,23 +56,7 @@ function at(v: unknown, path: string): unknown {
 // ---------------------------------------------------------------------------
 // Rendering
 // ---------------------------------------------------------------------------
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  spawnError?: string;
-}
-
-function run(cmd: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: ROOT, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err === null) return resolve({ code: 0, stdout, stderr });
-      const code = typeof err.code === 'number' ? err.code : null;
-      const spawnError = typeof err.code === 'string' ? `${err.code}: ${err.message}` : undefined;
-      resolve({ code, stdout, stderr, ...(spawnError !== undefined ? { spawnError } : {}) });
-    });
-  });
-}
+const run = (cmd: string, args: string[]): Promise<RunResult> => runIn(ROOT, cmd, args);
 
 interface Rendered {
   text: string;

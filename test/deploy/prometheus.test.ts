@@ -2,7 +2,7 @@
 // with the plain rules file, and verifies that every metric referenced by the
 // rules and the Grafana dashboard is one certbound actually exports.
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { run as runIn, type RunResult } from './fixtures/run.js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,22 +202,7 @@ function str(v: unknown, what: string): string {
   return v;
 }
 
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  spawnError?: string;
-}
-function run(cmd: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err === null) return resolve({ code: 0, stdout, stderr });
-      const code = typeof err.code === 'number' ? err.code : null;
-      const spawnError = typeof err.code === 'string' ? `${err.code}: ${err.message}` : undefined;
-      resolve({ code, stdout, stderr, ...(spawnError !== undefined ? { spawnError } : {}) });
-    });
-  });
-}
+const run = (cmd: string, args: string[]): Promise<RunResult> => runIn(ROOT, cmd, args);
 
 /** Runs promtool; a missing promtool is a failure, never a skip (CI installs it). */
 async function promtool(t: Tap, args: string[], what: string): Promise<RunResult> {
