@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import type { TLSSocket } from 'node:tls';
-import type { Config } from './config/types.js';
+import type { Config, RouteConfig } from './config/types.js';
 import { createRouter, type Router } from './route.js';
 import { certificateFromSocket } from './certificate/tls.js';
 import { createHeaderCertificateReader } from './certificate/header.js';
@@ -26,6 +26,8 @@ export interface Gateway {
   readonly peerTrusted: (peer: string | undefined) => boolean;
   /** Headers no client may set: they are stripped before anything is forwarded. */
   readonly protectedHeaders: ReadonlySet<string>;
+  /** Per route, what is never forwarded: the protected headers, plus Authorization unless the route keeps it. */
+  readonly strippedHeaders: ReadonlyMap<RouteConfig, ReadonlySet<string>>;
   readonly tokens: TokenValidator | undefined;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   ready(): boolean;
@@ -86,6 +88,8 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
     : undefined);
   if (tokens) validatorUsers.set(tokens, (validatorUsers.get(tokens) ?? 0) + 1);
   const upstreams = new Map([...config.upstreams.values()].map((u) => [u.name, createUpstream(u)]));
+  const withAuthorization = new Set([...protectedHeaders, 'authorization']);
+  const strippedHeaders = new Map(config.routes.map((r) => [r, r.forwardAuthorization ? protectedHeaders : withAuthorization]));
 
   return Object.freeze({
     config,
@@ -94,6 +98,7 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
     thumbprintOf,
     peerTrusted,
     protectedHeaders,
+    strippedHeaders,
     tokens,
     upstreams,
     ready: () => tokens?.ready() ?? true,

@@ -28,6 +28,13 @@ export interface Identity {
   readonly certificate?: ClientCertificate;
 }
 
+/** A bug, never bad input: logged, and answered without details. */
+const INTERNAL_ERROR = {
+  status: 500,
+  headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+  body: '{"error":"server_error","error_description":"internal error"}',
+} as const;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
@@ -119,17 +126,6 @@ function addedHeaders(gateway: Gateway, route: RouteConfig, identity: Identity, 
   return add;
 }
 
-/** Per route, the headers never forwarded; built once per compiled gateway rather than per request. */
-const strippedByRoute = new WeakMap<RouteConfig, { readonly protectedHeaders: ReadonlySet<string>; readonly names: ReadonlySet<string> }>();
-function stripped(gateway: Gateway, route: RouteConfig): ReadonlySet<string> {
-  if (route.forwardAuthorization) return gateway.protectedHeaders;
-  const known = strippedByRoute.get(route);
-  if (known?.protectedHeaders === gateway.protectedHeaders) return known.names;
-  const names = new Set([...gateway.protectedHeaders, 'authorization']);
-  strippedByRoute.set(route, { protectedHeaders: gateway.protectedHeaders, names });
-  return names;
-}
-
 /** A connection's peer never changes: check it against trusted_proxies once per connection, not per request. */
 const peerTrust = new WeakMap<object, { readonly check: Gateway['peerTrusted']; readonly trusted: boolean }>();
 function peerTrusted(req: IncomingMessage, gateway: Gateway): boolean {
@@ -143,7 +139,7 @@ function peerTrusted(req: IncomingMessage, gateway: Gateway): boolean {
 function forwardedHeaders(req: IncomingMessage, gateway: Gateway, route: RouteConfig, identity: Identity, interactionId: string, upgrade: boolean) {
   return upstreamRequestHeaders({
     incoming: req.headers,
-    strip: stripped(gateway, route),
+    strip: gateway.strippedHeaders.get(route) as ReadonlySet<string>,
     add: addedHeaders(gateway, route, identity, interactionId),
     peer: req.socket.remoteAddress ?? '',
     peerTrusted: peerTrusted(req, gateway),
@@ -209,7 +205,7 @@ function fail(error: unknown, res: ServerResponse, route: RouteConfig | undefine
   const gatewayError = isGatewayError(error) ? error : undefined;
   const response = gatewayError
     ? errorResponse(gatewayError, route?.auth, gateway.config.realm)
-    : { status: 500, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: '{"error":"server_error","error_description":"internal error"}' };
+    : INTERNAL_ERROR;
   res.writeHead(response.status, { ...response.headers, 'x-fapi-interaction-id': interactionId });
   res.end(response.body);
   return { status: response.status, reason: gatewayError?.code ?? ('internal' as const) };
@@ -313,7 +309,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
     if (!gatewayError) obs.log.error({ err: String(error), interaction_id: interactionId }, 'unexpected error on upgrade');
     const response = gatewayError
       ? errorResponse(gatewayError, route?.auth, gateway.config.realm)
-      : { status: 500, headers: { 'content-type': 'application/json' }, body: '{"error":"server_error","error_description":"internal error"}' };
+      : INTERNAL_ERROR;
     writeRaw(socket, response, interactionId);
     status = response.status;
     reason = gatewayError?.code ?? 'internal';

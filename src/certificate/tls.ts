@@ -1,5 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import { GatewayError } from '../errors.js';
+import { checkValidity, type ValidityWindow } from './verify.js';
 import { thumbprintOf } from './thumbprint.js';
 import { NO_CERTIFICATE, type CertificateResult } from './types.js';
 
@@ -7,8 +7,8 @@ interface Peer {
   readonly present: CertificateResult;
   /** Why the handshake did not verify it against the client CA, if it did not. */
   readonly unverified?: string;
-  readonly notBefore: number;
-  readonly notAfter: number;
+  /** The handshake verified the issuers when a client CA is set; only the leaf's dates are checked here. */
+  readonly validity: ValidityWindow;
 }
 
 const perConnection = new WeakMap<TLSSocket, Peer | null>();
@@ -36,11 +36,7 @@ export function certificateFromSocket(socket: TLSSocket, options: SocketCertific
   if (options.requireVerified && peer.unverified !== undefined) {
     return { present: false, why: `client certificate not verified (${peer.unverified})` };
   }
-  if (options.checkValidity) {
-    const now = options.now();
-    if (now > peer.notAfter) throw new GatewayError('certificate_expired', 'client certificate expired');
-    if (now < peer.notBefore) throw new GatewayError('certificate_expired', 'client certificate not yet valid');
-  }
+  if (options.checkValidity) checkValidity(peer.validity, options.now());
   return peer.present;
 }
 
@@ -52,7 +48,6 @@ function readPeer(socket: TLSSocket): Peer | null {
   return {
     present: { present: true, certificate: { thumbprint: thumbprintOf(x509.raw), x509 } },
     ...(unverified !== undefined ? { unverified } : {}),
-    notBefore: Date.parse(x509.validFrom),
-    notAfter: Date.parse(x509.validTo),
+    validity: { notBefore: Date.parse(x509.validFrom), notAfter: Date.parse(x509.validTo), issuersNotBefore: -Infinity, issuersNotAfter: Infinity },
   };
 }

@@ -46,9 +46,12 @@ export function checkValidity(window: ValidityWindow, now: number): void {
   if (now < window.issuersNotBefore) throw new GatewayError('certificate_expired', 'issuing certificate not yet valid');
 }
 
-/** Every certificate in a CA bundle is a trust anchor; text between the blocks is ignored. */
+/** The PEM certificate blocks of a file (a bundle); text between the blocks is ignored. */
+export const pemCertificateBlocks = (contents: Buffer): string[] => contents.toString('latin1').match(PEM_BLOCK) ?? [];
+
+/** Every certificate in a CA bundle is a trust anchor. */
 export function parseBundle(contents: Buffer, path: string): X509Certificate[] {
-  const blocks = contents.toString('latin1').match(PEM_BLOCK) ?? [];
+  const blocks = pemCertificateBlocks(contents);
   if (blocks.length === 0) throw new Error(`${path}: no PEM certificate found`);
   return blocks.map((block, i) => {
     try {

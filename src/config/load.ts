@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { PRESETS } from '../certificate/presets.js';
+import { pemCertificateBlocks } from '../certificate/verify.js';
 import { normalizePrefix } from '../route.js';
 import type {
   AuthMode,
@@ -205,7 +206,7 @@ class Section {
   certificates(key: string, required = false): LoadedFile | undefined {
     const f = this.file(key, required);
     if (!f) return undefined;
-    const blocks = f.contents.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    const blocks = pemCertificateBlocks(f.contents);
     if (blocks.length === 0) this.problem(key, `${f.path} holds no PEM certificate`);
     for (const block of blocks) {
       try {

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/types.js';
+import { pemCertificateBlocks } from '../certificate/verify.js';
 
 /** What operators need to see about the loaded certificates: identifiers and dates, never the certificates. */
 export interface CertificateSummary {
@@ -7,11 +8,7 @@ export interface CertificateSummary {
   readonly clientCa?: { readonly count: number; readonly earliestNotAfter: number };
 }
 
-const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
-
-function certificatesIn(pem: Buffer): X509Certificate[] {
-  return (pem.toString('latin1').match(PEM_BLOCK) ?? []).map((block) => new X509Certificate(block));
-}
+const certificatesIn = (pem: Buffer): X509Certificate[] => pemCertificateBlocks(pem).map((block) => new X509Certificate(block));
 
 const notAfterOf = (cert: X509Certificate): number => Date.parse(cert.validTo) / 1000;
 
