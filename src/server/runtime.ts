@@ -123,12 +123,16 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     const current = gateway;
     hold(current);
     res.once('close', () => release(current));
-    handle(req, res, current, observers).catch((error: unknown) => {
+    const handling = handle(req, res, current, observers).catch((error: unknown) => {
       log.error({ msg: 'request handler failed', err: String(error) });
       if (!res.headersSent) res.writeHead(500).end();
       else res.destroy();
     });
+    // A handler outlives its response by its access-log line: shutdown waits for that too.
+    handlers.add(handling);
+    void handling.finally(() => handlers.delete(handling));
   });
+  const handlers = new Set<Promise<void>>();
   const connections = trackConnections(traffic, initial.listen.tls !== undefined);
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
@@ -259,6 +263,8 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
       log.info({ msg: 'draining', in_flight: connections.inFlight(), tunnels: tunnels.size, grace_period_seconds: graceSeconds });
       const drained = await connections.drain(graceSeconds * 1000);
       if (!drained) log.warn({ msg: 'grace period over; closing what is left', in_flight: connections.inFlight(), tunnels: tunnels.size });
+      // Responses are done; let their handlers record them (bounded: a handler never waits on a closed client for long).
+      await Promise.race([Promise.allSettled([...handlers]), sleep(1000)]);
       for (const socket of tunnels) socket.destroy();
       proxy.close();
       const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
