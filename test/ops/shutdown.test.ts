@@ -35,6 +35,8 @@ t.test('SIGTERM on the real CLI under load: readiness 503, in-flight requests fi
   // The test's own loaders (tap's), so that the child's coverage merges cleanly with the parent's.
   const child = spawn(process.execPath, [...process.execArgv, 'src/main.ts', 'serve', '--config', configPath], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
+  // 'exit' can come before the child's last stdout bytes are read; 'close' comes after its stdio ended.
+  const outputRead = new Promise<void>((resolve) => child.once('close', () => resolve()));
   t.teardown(() => void child.kill('SIGKILL'));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -91,6 +93,7 @@ t.test('SIGTERM on the real CLI under load: readiness 503, in-flight requests fi
   t.equal(readyz.text, 'not ready: draining\n');
   await Promise.all(clients);
   const exit = await exited;
+  await outputRead;
 
   t.same(failures, [], 'no request failed');
   t.equal(toldToClose, 20, 'every client was told to close its connection');
