@@ -73,7 +73,7 @@ function gatewayDoc(opts: { level: string; tls: boolean }) {
 let gatewayCount = 0;
 function startGateway(opts: { level: string; tls: boolean; profile?: boolean }): Promise<Child<{ port: number }>> {
   const logFile = join(dir, `access-${++gatewayCount}.log`);
-  const nodeArgs = opts.profile && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [];
+  const nodeArgs = opts.profile && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, 'certbound')] : [];
   return startChild('servers/gateway.ts', { doc: gatewayDoc(opts), baseDir: dir, logFile }, nodeArgs);
 }
 
@@ -118,7 +118,8 @@ if (ONLY.has('hot')) {
   const runs3: Array<{ r: WrkResult; rss: number }> = [];
   const callsBefore = await asCalls();
   for (let round = 0; round < ROUNDS; round++) {
-    const passthrough = await startChild<{ port: number }>('servers/passthrough.ts', { upstream: upstreamUrl });
+    const passthroughArgs = round === 0 && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, 'passthrough')] : [];
+    const passthrough = await startChild<{ port: number }>('servers/passthrough.ts', { upstream: upstreamUrl }, passthroughArgs);
     runs2.push(await wrkRun(`(2) round ${round + 1}`, passthrough, `http://127.0.0.1:${passthrough.ready.port}${PATH}`, hotHeaders));
     await passthrough.stop();
     const gw = await startGateway({ level: 'info', tls: false, profile: round === 0 });

@@ -53,7 +53,7 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
   if (cc.source === 'header') {
     const reader = createHeaderCertificateReader(cc, deps.clock);
     for (const name of reader.headerNames) protectedHeaders.add(name);
-    peek = (req) => reader.read(req.headersDistinct, req.socket.remoteAddress);
+    peek = (req) => reader.read(req.headersDistinct, req.socket.remoteAddress, req.socket);
     readCertificate = (req) => {
       const result = peek(req);
       if (!result.present && result.untrustedPeer) {

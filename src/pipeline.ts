@@ -15,11 +15,13 @@ import type { Gateway } from './gateway.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
 import { errorResponse } from './respond.js';
 import type { Metrics } from './observability/metrics.js';
-import type { Logger } from './observability/logger.js';
+import type { AccessLine, Logger } from './observability/logger.js';
 
 export interface Observers {
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** The access line writer (createAccessLog): same destination as `log`. */
+  readonly access: (line: AccessLine) => void;
 }
 
 /** Who the request proved to be. */
@@ -126,23 +128,13 @@ function addedHeaders(gateway: Gateway, route: RouteConfig, identity: Identity, 
   return add;
 }
 
-/** A connection's peer never changes: check it against trusted_proxies once per connection, not per request. */
-const peerTrust = new WeakMap<object, { readonly check: Gateway['peerTrusted']; readonly trusted: boolean }>();
-function peerTrusted(req: IncomingMessage, gateway: Gateway): boolean {
-  const known = peerTrust.get(req.socket);
-  if (known?.check === gateway.peerTrusted) return known.trusted;
-  const trusted = gateway.peerTrusted(req.socket.remoteAddress);
-  peerTrust.set(req.socket, { check: gateway.peerTrusted, trusted });
-  return trusted;
-}
-
 function forwardedHeaders(req: IncomingMessage, gateway: Gateway, route: RouteConfig, identity: Identity, interactionId: string, upgrade: boolean) {
   return upstreamRequestHeaders({
     incoming: req.headers,
     strip: gateway.strippedHeaders.get(route) as ReadonlySet<string>,
     add: addedHeaders(gateway, route, identity, interactionId),
     peer: req.socket.remoteAddress ?? '',
-    peerTrusted: peerTrusted(req, gateway),
+    peerTrusted: gateway.peerTrusted(req.socket.remoteAddress),
     proto: gateway.config.listen.tls ? 'https' : 'http',
     keepUpgrade: upgrade,
   });
@@ -262,16 +254,21 @@ function record(obs: Observers, r: Record_): void {
   series.duration.observe(seconds);
   if (r.reason && AUTH_REASONS.has(r.reason)) obs.metrics.authFailures.inc({ route: routeName, reason: r.reason });
   if (!obs.log.isLevelEnabled('info')) return;
-  // Built field by field (same order as ever): no spread objects on every request.
-  const line: Record<string, unknown> = { msg: 'request', interaction_id: r.interactionId, route: routeName, method: r.method, status: r.status, outcome };
-  if (r.reason) line.reason = r.reason;
-  line.latency_ms = Math.round(seconds * 1e6) / 1e3;
-  if (r.upstreamSeconds !== undefined) line.upstream_latency_ms = Math.round(r.upstreamSeconds * 1e6) / 1e3;
-  if (r.identity.claims?.clientId) line.client_id = r.identity.claims.clientId;
-  const thumbprint = r.identity.certificate?.thumbprint ?? r.thumbprint;
-  if (thumbprint) line.certificate_thumbprint = thumbprint;
-  line.peer = r.req.socket.remoteAddress;
-  obs.log.info(line);
+  // One object literal in a fixed shape; absent fields are undefined, which JSON leaves out.
+  obs.access({
+    msg: 'request',
+    interaction_id: r.interactionId,
+    route: routeName,
+    method: r.method,
+    status: r.status,
+    outcome,
+    reason: r.reason,
+    latency_ms: Math.round(seconds * 1e6) / 1e3,
+    upstream_latency_ms: r.upstreamSeconds === undefined ? undefined : Math.round(r.upstreamSeconds * 1e6) / 1e3,
+    client_id: r.identity.claims?.clientId || undefined,
+    certificate_thumbprint: r.identity.certificate?.thumbprint ?? r.thumbprint,
+    peer: r.req.socket.remoteAddress,
+  });
 }
 
 /**

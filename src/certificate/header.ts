@@ -11,8 +11,13 @@ import { NO_CERTIFICATE, type CertificateResult } from './types.js';
 import { checkValidity, createCertificateVerifier, type CertificateVerifier, type ValidityWindow } from './verify.js';
 
 export interface HeaderCertificateReader {
-  /** headers: req.headersDistinct (lower-case name → every value received); peer: req.socket.remoteAddress. Returns the result or throws GatewayError. */
-  read(headers: NodeJS.Dict<string[]>, peer: string | undefined): CertificateResult;
+  /**
+   * headers: req.headersDistinct (lower-case name → every value received); peer:
+   * req.socket.remoteAddress; connection: req.socket, when known (a keep-alive client sends the
+   * same value on every request: comparing it with the last one costs far less than hashing it
+   * for the LRU). Returns the result or throws GatewayError.
+   */
+  read(headers: NodeJS.Dict<string[]>, peer: string | undefined, connection?: object): CertificateResult;
   /** Lower-case names of every header this reader consumes (certificate, chain, verify header): the forwarder strips them before the upstream. */
   readonly headerNames: readonly string[];
 }
@@ -42,9 +47,11 @@ export function createHeaderCertificateReader(config: ClientCertificateConfig, c
           sizeCalculation: (_, key) => key.length + ENTRY_OVERHEAD,
         })
       : undefined;
+  // The value each connection sent last, with what it parsed to (kept only while the LRU is on).
+  const lastOnConnection = new WeakMap<object, { readonly key: string; readonly parsed: Parsed }>();
   const headerNames = Object.freeze([...new Set([header, chainHeader, verifyHeader?.name].filter((n) => n !== undefined))]);
 
-  function read(headers: NodeJS.Dict<string[]>, peer: string | undefined): CertificateResult {
+  function read(headers: NodeJS.Dict<string[]>, peer: string | undefined, connection?: object): CertificateResult {
     const values = headers[header];
     const chainValues = chainHeader === undefined ? undefined : headers[chainHeader];
     const verifyValues = verifyHeader === undefined ? undefined : headers[verifyHeader.name];
@@ -67,11 +74,13 @@ export function createHeaderCertificateReader(config: ClientCertificateConfig, c
     }
     // A header value never holds a line break, so this key cannot be forged from another pair.
     const key = chainValue === undefined ? value : `${value}\n${chainValue}`;
-    let parsed = cache?.get(key);
+    const last = connection === undefined ? undefined : lastOnConnection.get(connection);
+    let parsed = last?.key === key ? last.parsed : cache?.get(key);
     if (parsed === undefined) {
       parsed = parse(value, chainValue);
       cache?.set(key, parsed);
     }
+    if (cache && connection !== undefined && last?.parsed !== parsed) lastOnConnection.set(connection, { key, parsed });
     if ('error' in parsed) throw parsed.error;
     if (checkTime && parsed.window !== undefined) checkValidity(parsed.window, clock());
     return parsed.result;

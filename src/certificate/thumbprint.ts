@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 /** RFC 8705 §3.1 `x5t#S256`: base64url SHA-256 over the DER, no padding. */
-export const thumbprintOf = (der: Uint8Array): string => createHash('sha256').update(der).digest('base64url');
+export const thumbprintOf = (der: Uint8Array): string => hash('sha256', der, 'base64url');
 
 /** Constant-time comparison of two thumbprints (or any two ASCII secrets). */
 export function sameThumbprint(a: string, b: string): boolean {

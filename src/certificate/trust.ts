@@ -12,11 +12,26 @@ export function createProxyTrust(entries: readonly string[]): (peer: string | un
     else list.addSubnet(address, Number(bits), family);
   }
   // BlockList checks an IPv4-mapped IPv6 peer (::ffff:127.0.0.1) against the IPv4 rules too.
-  return (peer) => {
+  const check = (peer: string | undefined): boolean => {
     const family = peer === undefined ? undefined : familyOf(peer);
     return family !== undefined && list.check(peer as string, family);
   };
+  // A check costs ~1 µs (it builds a SocketAddress); a sidecar sees few distinct peers, so
+  // answers are remembered per address. Bounded: a flood of new addresses only empties it.
+  const known = new Map<string, boolean>();
+  return (peer) => {
+    if (peer === undefined) return false;
+    let trusted = known.get(peer);
+    if (trusted === undefined) {
+      trusted = check(peer);
+      if (known.size >= MAX_REMEMBERED_PEERS) known.clear();
+      known.set(peer, trusted);
+    }
+    return trusted;
+  };
 }
+
+const MAX_REMEMBERED_PEERS = 4096;
 
 function familyOf(address: string): 'ipv4' | 'ipv6' | undefined {
   const version = isIP(address);

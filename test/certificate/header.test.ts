@@ -1,6 +1,5 @@
 import t from 'tap';
 import { createHeaderCertificateReader } from '../../src/certificate/header.js';
-import type { CertificateResult } from '../../src/certificate/types.js';
 import type { ClientCertificateConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { PROXY, b64, config, createCa, nginxEscape } from './fixtures/helpers.js';
@@ -145,17 +144,47 @@ t.test('the cache: same object on the second read, errors memoized, bounded', as
   t.not(a, b, 'the chain value is part of the key');
 });
 
-t.test('the cached path is cheap', async (t) => {
-  const r = reader();
-  const headers = { 'x-client-cert': [value] };
-  r.read(headers, PROXY);
-  const n = 20000;
-  const start = process.hrtime.bigint();
-  let result: CertificateResult | undefined;
-  for (let i = 0; i < n; i++) result = r.read(headers, PROXY);
-  const perRead = Number(process.hrtime.bigint() - start) / n / 1000;
-  t.ok(result?.present);
-  t.ok(perRead < 20, `${perRead.toFixed(2)} µs per cached read`);
+t.test('a keep-alive connection repeating its value: compared with the last one, never parsed again', async (t) => {
+  let decodes = 0;
+  const formats = await import('../../src/certificate/formats.js');
+  const { createHeaderCertificateReader: counted } = await t.mockImport<typeof import('../../src/certificate/header.js')>('../../src/certificate/header.js', {
+    '../../src/certificate/formats.js': {
+      ...formats,
+      decodeCertificates: (...args: Parameters<typeof formats.decodeCertificates>) => {
+        decodes++;
+        return formats.decodeCertificates(...args);
+      },
+    },
+  });
+  let now = Date.now();
+  // An LRU of one entry: another value read elsewhere evicts this one.
+  const r = counted(config({ cacheSize: 1 }), () => now);
+  const connection = {};
+  const elsewhere = {};
+  const mine = { 'x-client-cert': [value] };
+  const first = r.read(mine, PROXY, connection);
+  t.ok(first.present);
+  t.equal(decodes, 1);
+  t.ok(r.read({ 'x-client-cert': [nginxEscape(other.certPem)] }, PROXY, elsewhere).present, 'another connection, another value: evicts the LRU entry');
+  t.equal(decodes, 2);
+  // A copy of the value, as the HTTP parser makes for every request: equal, not the same string.
+  t.equal(r.read({ 'x-client-cert': [`${value} `.slice(0, -1)] }, PROXY, connection), first, 'the same result object, from the connection');
+  t.equal(decodes, 2, 'not parsed again although the LRU lost it');
+  const switched = r.read({ 'x-client-cert': [nginxEscape(other.certPem)] }, PROXY, connection);
+  t.equal(switched.present && switched.certificate.thumbprint, other.thumbprint, 'a different value on the same connection is read as itself');
+  t.equal(r.read({ 'x-client-cert': [nginxEscape(other.certPem)] }, PROXY, connection), switched);
+  t.equal(error(() => r.read({ 'x-client-cert': [`${value}%`] }, PROXY, connection)).code, 'certificate_malformed', 'a bad value on a known connection');
+  t.equal(error(() => r.read({ 'x-client-cert': [`${value}%`] }, PROXY, connection)).code, 'certificate_malformed', 'stays bad');
+  const decodesBefore = decodes;
+  t.same(r.read(mine, '192.0.2.1', connection), { present: false, untrustedPeer: true }, 'trust is checked on every request, before the memo');
+  t.equal(decodes, decodesBefore);
+  t.ok(r.read(mine, PROXY, connection).present);
+  now += 20 * 365 * 86_400_000;
+  t.equal(error(() => r.read(mine, PROXY, connection)).code, 'certificate_expired', 'the validity window is checked on every request');
+  const off = counted(config({ cacheSize: 0 }));
+  const before = decodes;
+  t.not(off.read(mine, PROXY, connection), off.read(mine, PROXY, connection), 'cache_size 0: no memo either');
+  t.equal(decodes, before + 2);
 });
 
 t.test('a header from an untrusted peer is never parsed', async (t) => {

@@ -1,0 +1,56 @@
+// Ad-hoc A/B runs while tuning (not part of `npm run bench`): `npx tsx bench/quick.ts [scenario…]`.
+// Scenarios: pass, none-warn, none-info, cbt-warn, cbt-info. BENCH_SECONDS (5), BENCH_WARMUP (2).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeDemoPki } from '../src/dev/pki.js';
+import { compile, startChild } from './lib/proc.js';
+import { wrk } from './lib/wrk.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
+const PROFILE_DIR = process.env.BENCH_PROFILE;
+const scenarios = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['pass', 'none-warn', 'cbt-warn', 'cbt-info'];
+compile();
+const dir = mkdtempSync(join(tmpdir(), 'certbound-quick-'));
+const pki = await writeDemoPki(join(dir, 'pki'));
+const upstream = await startChild<{ port: number }>('servers/upstream.ts', {});
+const as = await startChild<{ port: number }>('servers/as.ts', { thumbprint: pki.tppA.thumbprint, delayMs: 5 });
+const upstreamUrl = `http://127.0.0.1:${upstream.ready.port}`;
+const headers = { authorization: 'Bearer hot-token-0123456789abcdefghijklmnopqrstuvw', 'x-wso2-client-certificate': encodeURIComponent(pki.tppA.certPem) };
+
+for (const name of scenarios) {
+  const [auth, level] = name.split('-') as [string, string];
+  const nodeArgs = PROFILE_DIR ? [process.env.BENCH_HEAP ? '--heap-prof' : '--cpu-prof', process.env.BENCH_HEAP ? '--heap-prof-dir' : '--cpu-prof-dir', join(PROFILE_DIR, name)] : [];
+  const server = auth === 'pass'
+    ? await startChild<{ port: number }>('servers/passthrough.ts', { upstream: upstreamUrl }, nodeArgs)
+    : await startChild<{ port: number }>('servers/gateway.ts', {
+        baseDir: dir,
+        logFile: join(dir, `${name}.log`),
+        doc: {
+          listen: { host: '127.0.0.1', port: 0 },
+          admin: { host: '127.0.0.1', port: 0 },
+          logging: { level },
+          shutdown: { grace_period_seconds: 1 },
+          client_certificate: { source: 'header', header: 'x-wso2-client-certificate', client_certificate_encode: true, trusted_proxies: ['127.0.0.1/32'], verify: { ca_file: pki.files['ca.crt'] } },
+          authorization_server: { issuer: 'https://as.bench', introspection_endpoint: `http://127.0.0.1:${as.ready.port}/introspect`, client_id: 'certbound', client_secret: 'bench', cache: { max_ttl_seconds: 3600 } },
+          upstreams: { bank: upstreamUrl },
+          routes: [{ name: 'accounts', path_prefix: '/ob/aisp', methods: ['GET'], upstream: 'bank', auth: auth === 'none' ? 'none' : 'certificate_bound_token', ...(auth === 'none' ? {} : { scopes: ['accounts'] }) }],
+        },
+      }, nodeArgs);
+  const url = `http://127.0.0.1:${server.ready.port}/ob/aisp/accounts`;
+  await wrk(url, { connections: 50, seconds: WARMUP, headers });
+  // BENCH_STRACE=1: syscall counts of the server process during the measured run.
+  const strace = process.env.BENCH_STRACE ? spawn('strace', ['-c', '-f', '-p', String(server.pid), '-o', join(dir, `${name}.strace`)], { stdio: 'inherit' }) : undefined;
+  const r = await wrk(url, { connections: 50, seconds: SECONDS, headers });
+  if (strace) {
+    strace.kill('SIGINT');
+    await new Promise((resolve) => strace.once('exit', resolve));
+    console.log(`${name}: ${r.requests} requests\n${readFileSync(join(dir, `${name}.strace`), 'utf8')}`);
+  }
+  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
+  await server.stop();
+}
+await upstream.stop();
+await as.stop();
