@@ -12,13 +12,19 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 const scenarios = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['pass', 'none-warn', 'cbt-warn', 'cbt-info'];
-compile();
+if (!process.env.BENCH_NO_COMPILE) compile();
 const dir = mkdtempSync(join(tmpdir(), 'certbound-quick-'));
 const pki = await writeDemoPki(join(dir, 'pki'));
 const upstream = await startChild<{ port: number }>('servers/upstream.ts', {});
 const as = await startChild<{ port: number }>('servers/as.ts', { thumbprint: pki.tppA.thumbprint, delayMs: 5 });
 const upstreamUrl = `http://127.0.0.1:${upstream.ready.port}`;
 const headers = { authorization: 'Bearer hot-token-0123456789abcdefghijklmnopqrstuvw', 'x-wso2-client-certificate': encodeURIComponent(pki.tppA.certPem) };
+
+/** User + system CPU of a process (all its threads), in seconds. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 for (const name of scenarios) {
   const [auth, level] = name.split('-') as [string, string];
@@ -43,13 +49,15 @@ for (const name of scenarios) {
   await wrk(url, { connections: 50, seconds: WARMUP, headers });
   // BENCH_STRACE=1: syscall counts of the server process during the measured run.
   const strace = process.env.BENCH_STRACE ? spawn('strace', ['-c', '-f', '-p', String(server.pid), '-o', join(dir, `${name}.strace`)], { stdio: 'inherit' }) : undefined;
+  const cpuBefore = cpuSeconds(server.pid);
   const r = await wrk(url, { connections: 50, seconds: SECONDS, headers });
+  const cpuPerRequestUs = ((cpuSeconds(server.pid) - cpuBefore) / r.requests) * 1e6;
   if (strace) {
     strace.kill('SIGINT');
     await new Promise((resolve) => strace.once('exit', resolve));
     console.log(`${name}: ${r.requests} requests\n${readFileSync(join(dir, `${name}.strace`), 'utf8')}`);
   }
-  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
+  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
   await server.stop();
 }
 await upstream.stop();
