@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
-import { createLogger } from './observability/logger.js';
+import { createLogger, logDestination } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { startRuntime, type Runtime } from './server/runtime.js';
 
@@ -66,7 +66,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (!config) return;
   if (command === 'validate') return void process.stdout.write(`${path}: valid (${config.routes.length} routes)\n`);
 
-  const log = createLogger(config.logging.level);
+  const log = createLogger(config.logging.level, logDestination(config.logging.flushIntervalMs));
   const metrics = createMetrics();
   // SIGHUP's default action ends the process: take it over before anything can send one.
   let runtime: Runtime | undefined;

@@ -493,7 +493,7 @@ export function buildConfig(document: unknown, opts: { env?: Env; baseDir?: stri
   const realm = root.string('realm', 'certbound');
   if (/["\\]/.test(realm)) root.problem('realm', 'must not contain " or \\');
   const l = root.section('logging');
-  const logging = { level: l.oneOf('level', LOG_LEVELS, 'info') };
+  const logging = { level: l.oneOf('level', LOG_LEVELS, 'info'), flushIntervalMs: l.int('flush_interval_ms', 100, 0, 10000) };
   l.done();
   const sd = root.section('shutdown');
   const shutdown = { gracePeriodSeconds: sd.int('grace_period_seconds', 20, 0, 3600) };

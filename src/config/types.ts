@@ -145,7 +145,11 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
   readonly identityHeaders: IdentityHeadersConfig;
   readonly realm: string;
-  readonly logging: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  readonly logging: {
+    readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    /** Lines are written in batches of up to 8 KiB, at most this long after they were logged; 0: every line at once. Restart-only. */
+    readonly flushIntervalMs: number;
+  };
   readonly shutdown: { readonly gracePeriodSeconds: number };
   readonly reload: { readonly watch: boolean; readonly debounceMs: number };
 }

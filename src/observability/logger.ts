@@ -6,6 +6,24 @@ export type { Logger };
  * JSON lines. Nothing that reaches a log may carry a token, a secret or a whole certificate:
  * callers log thumbprints, client ids and reason codes only; `redact` is the safety net.
  */
+/** Bytes a buffered destination collects before it writes (below sonic-boom's 16 KiB write limit). */
+const LOG_BUFFER_BYTES = 8192;
+
+/**
+ * Where lines go: stdout (or a file), asynchronously. With a flush interval, lines are written in
+ * batches of up to 8 KiB and never later than the interval after they were logged: one write()
+ * per ~20 access lines instead of one per line, ~4 µs CPU per request less under load
+ * (BENCHMARKS.md). pino writes what is left synchronously when the process exits.
+ */
+export function logDestination(flushIntervalMs: number, dest: number | string = 1): DestinationStream {
+  return pino.destination({
+    dest,
+    sync: false,
+    minLength: flushIntervalMs > 0 ? LOG_BUFFER_BYTES : 0,
+    periodicFlush: flushIntervalMs,
+  });
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
@@ -17,7 +35,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       // Every line is built field by field; the log-scan tests are the guard against leaks.
       redact: { paths: ['authorization', 'token', 'client_secret', 'private_key'], censor: '[redacted]' },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? logDestination(0),
   );
 }
 

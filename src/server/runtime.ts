@@ -65,9 +65,18 @@ export function keepRestartOnly(running: Config, next: Config): { config: Config
   if (running.listen.maxHeaderBytes !== next.listen.maxHeaderBytes) ignored.push('listen.max_header_bytes');
   if (running.admin.host !== next.admin.host) ignored.push('admin.host');
   if (running.admin.port !== next.admin.port) ignored.push('admin.port');
+  if (running.logging.flushIntervalMs !== next.logging.flushIntervalMs) ignored.push('logging.flush_interval_ms');
   if (ignored.length === 0) return { config: next, ignored };
   const { host, port, maxHeaderBytes } = running.listen;
-  return { config: Object.freeze({ ...next, listen: { ...next.listen, host, port, maxHeaderBytes }, admin: running.admin }), ignored };
+  return {
+    config: Object.freeze({
+      ...next,
+      listen: { ...next.listen, host, port, maxHeaderBytes },
+      admin: running.admin,
+      logging: { ...next.logging, flushIntervalMs: running.logging.flushIntervalMs },
+    }),
+    ignored,
+  };
 }
 
 /** How long a reload waits for the new gateway to load what it needs (the JWKS) before judging it. */

@@ -187,11 +187,18 @@ t.test('a request in flight finishes on the configuration it started with', asyn
 
 t.test('keys that need a restart keep their running values; turning TLS off is refused', async (t) => {
   const running = buildConfig({ ...doc(), listen: { ...doc().listen, port: 8443 } });
-  const moved = buildConfig({ ...doc(), listen: { ...doc().listen, port: 9443, max_header_bytes: 4096 }, admin: { port: 9999 }, realm: 'changed' });
+  const moved = buildConfig({
+    ...doc(),
+    listen: { ...doc().listen, port: 9443, max_header_bytes: 4096 },
+    admin: { port: 9999 },
+    realm: 'changed',
+    logging: { level: 'warn', flush_interval_ms: 0 },
+  });
   const { config, ignored } = keepRestartOnly(running, moved);
-  t.same(ignored, ['listen.port', 'listen.max_header_bytes', 'admin.port']);
+  t.same(ignored, ['listen.port', 'listen.max_header_bytes', 'admin.port', 'logging.flush_interval_ms']);
   t.equal(config.listen.port, 8443);
   t.equal(config.admin.port, running.admin.port);
+  t.same(config.logging, { level: 'warn', flushIntervalMs: 100 }, 'the level applies, the flush interval keeps its running value');
   t.equal(config.realm, 'changed', 'everything else applies');
   const plain = buildConfig({ ...doc(), listen: { host: '127.0.0.1', port: 8443 } });
   const refused = (() => {

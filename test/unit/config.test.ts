@@ -37,6 +37,7 @@ t.test('defaults are applied and values normalized', async (t) => {
   t.equal(c.authorizationServer?.cache.maxTtlSeconds, 60);
   t.equal(c.authorizationServer?.cache.negativeTtlSeconds, 0);
   t.same(c.authorizationServer?.allowedAlgorithms, ['PS256', 'ES256', 'EdDSA']);
+  t.same(c.logging, { level: 'info', flushIntervalMs: 100 });
   const r = c.routes[0];
   t.equal(r?.pathPrefix, '/ob/aisp');
   t.same(r?.methods, ['GET']);
@@ -122,13 +123,14 @@ t.test('types are checked', async (t) => {
   const doc = minimal() as Record<string, unknown>;
   doc.listen = 'x';
   doc.admin = { port: 'abc' };
-  doc.logging = { level: 'loud' };
+  doc.logging = { level: 'loud', flush_interval_ms: -1 };
   doc.reload = { watch: 'yes' };
   doc.routes = [{ name: ['x'], path_prefix: '/x', upstream: 'bank-api', methods: 'GET' }];
   const p = problems(doc);
   t.ok(p.includes('listen: must be a mapping'));
   t.ok(p.includes('admin.port: must be an integer from 0 to 65535'));
   t.ok(p.includes('logging.level: must be one of trace, debug, info, warn, error, fatal, silent (got "loud")'));
+  t.ok(p.includes('logging.flush_interval_ms: must be an integer from 0 to 10000'), p.join('\n'));
   t.ok(p.includes('reload.watch: must be true or false'));
   t.ok(p.includes('routes[0].name: must be a string'));
   t.ok(p.includes('routes[0].methods: must be a list of non-empty strings'));

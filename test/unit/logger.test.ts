@@ -1,6 +1,12 @@
 import t from 'tap';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createAccessLog, createLogger, type Logger } from '../../src/observability/logger.js';
+import type { DestinationStream } from 'pino';
+import { createAccessLog, createLogger, logDestination, type Logger } from '../../src/observability/logger.js';
+import { delay, eventually } from '../ops/fixtures/ops.js';
+
 
 function capture(level = 'info') {
   const lines: string[] = [];
@@ -67,4 +73,38 @@ t.test('a logger without a pino destination falls back to its own info()', async
   const fake = { isLevelEnabled: () => true, bindings: () => ({}), info: (line: unknown) => void seen.push(line) } as unknown as Logger;
   createAccessLog(fake)({ msg: 'request', status: 200 });
   t.same(seen, [{ msg: 'request', status: 200 }]);
+});
+
+t.test('a buffered destination: lines wait for 8 KiB or the flush interval, never longer', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+  const line = `${JSON.stringify({ msg: 'request', pad: 'x'.repeat(380) })}\n`;
+
+  // An interval far away: a few lines stay in the buffer; 8 KiB of them are written at once.
+  const slowFile = join(dir, 'slow.log');
+  const slow = logDestination(10_000, slowFile) as DestinationStream & { flushSync(): void; end(): void };
+  t.teardown(() => slow.end());
+  slow.write(line);
+  await delay(300);
+  t.equal(read(slowFile), '', 'one line is held');
+  for (let i = 0; i < 25; i++) slow.write(line);
+  t.ok(await eventually(() => read(slowFile).length >= 8192), 'written once 8 KiB have collected');
+  slow.flushSync();
+  t.equal(read(slowFile), line.repeat(26), 'every line, in order, once flushed');
+
+  // A short interval: a single line is written within it.
+  const quickFile = join(dir, 'quick.log');
+  const quick = logDestination(50, quickFile) as DestinationStream & { end(): void };
+  t.teardown(() => quick.end());
+  await delay(100); // the file is opened asynchronously
+  quick.write(line);
+  t.ok(await eventually(() => read(quickFile) === line, 1000), 'the periodic flush wrote it');
+
+  // 0: no buffering at all.
+  const directFile = join(dir, 'direct.log');
+  const direct = logDestination(0, directFile) as DestinationStream & { end(): void };
+  t.teardown(() => direct.end());
+  direct.write(line);
+  t.ok(await eventually(() => read(directFile) === line, 1000), 'written at once');
 });
