@@ -10,14 +10,18 @@ import { delay, eventually } from '../ops/fixtures/ops.js';
 
 function capture(level = 'info') {
   const lines: string[] = [];
+  const writes: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
+      writes.push(chunk.toString());
       lines.push(...chunk.toString().split('\n').filter(Boolean));
       done();
     },
   });
-  return { log: createLogger(level, sink), lines };
+  return { log: createLogger(level, sink), lines, writes };
 }
+/** Access lines leave at the end of the event-loop turn. */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 const parsed = (line: string | undefined) => JSON.parse(line ?? 'null') as Record<string, unknown>;
 
 t.test('an access line has the shape of every pino line, in order with them', async (t) => {
@@ -44,8 +48,29 @@ t.test('undefined fields are left out; an empty line is still valid JSON', async
   const access = createAccessLog(log);
   access({ msg: 'request', reason: undefined, status: 401 });
   access({});
+  await turn();
   t.same({ ...parsed(lines[0]), time: 0 }, { level: 'info', time: 0, service: 'certbound', msg: 'request', status: 401 });
   t.same({ ...parsed(lines[1]), time: 0 }, { level: 'info', time: 0, service: 'certbound' });
+});
+
+t.test('access lines of one turn are written together, before any later pino line', async (t) => {
+  const { log, lines, writes } = capture();
+  const access = createAccessLog(log);
+  access({ msg: 'request', n: 1 });
+  access({ msg: 'request', n: 2 });
+  t.same(lines, [], 'nothing written yet within the turn');
+  await turn();
+  t.equal(writes.length, 1, 'one write for the turn');
+  t.same(lines.map((l) => parsed(l).n), [1, 2]);
+  access({ msg: 'request', n: 3 });
+  log.warn({ msg: 'after' });
+  t.same(lines.slice(2).map((l) => parsed(l).n ?? parsed(l).msg), [3, 'after'], 'a pino line takes the pending access lines along, in order');
+  await turn();
+  t.equal(lines.length, 4, 'nothing written twice');
+  const big = 'x'.repeat(70_000);
+  access({ msg: 'request', big });
+  t.equal(lines.length, 5, 'a batch over 64 KiB is written at once');
+  t.equal(parsed(lines[4]).big, big);
 });
 
 t.test("a child logger's bindings are kept", async (t) => {
@@ -62,9 +87,11 @@ t.test('the level is read on every line: a reload that raises it silences access
   access({ msg: 'request', n: 2 });
   log.level = 'info';
   access({ msg: 'request', n: 3 });
+  await turn();
   t.same(lines.map((l) => parsed(l).n), [1, 3]);
   const quiet = capture('warn');
   createAccessLog(quiet.log)({ msg: 'request' });
+  await turn();
   t.same(quiet.lines, []);
 });
 
