@@ -28,7 +28,8 @@ function cpuSeconds(pid: number): number {
 
 for (const name of scenarios) {
   const [auth, level] = name.split('-') as [string, string];
-  const nodeArgs = PROFILE_DIR ? [process.env.BENCH_HEAP ? '--heap-prof' : '--cpu-prof', process.env.BENCH_HEAP ? '--heap-prof-dir' : '--cpu-prof-dir', join(PROFILE_DIR, name)] : [];
+  const extraArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = PROFILE_DIR ? [...extraArgs, process.env.BENCH_HEAP ? '--heap-prof' : '--cpu-prof', process.env.BENCH_HEAP ? '--heap-prof-dir' : '--cpu-prof-dir', join(PROFILE_DIR, name)] : extraArgs;
   const server = auth === 'pass'
     ? await startChild<{ port: number }>('servers/passthrough.ts', { upstream: upstreamUrl }, nodeArgs)
     : await startChild<{ port: number }>('servers/gateway.ts', {

@@ -15,6 +15,7 @@ import type { Gateway } from './gateway.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
 import { errorResponse } from './respond.js';
 import type { Metrics } from './observability/metrics.js';
+import type { CounterSeries, HistogramSeries } from './observability/series.js';
 import type { AccessLine, Logger } from './observability/logger.js';
 
 export interface Observers {
@@ -176,7 +177,7 @@ export async function handle(req: IncomingMessage, res: ServerResponse, gateway:
     );
     status = outcome.status;
     upstreamSeconds = outcome.upstreamSeconds;
-    obs.metrics.upstreamDuration.labels(upstream.config.name).observe(outcome.upstreamSeconds);
+    upstreamDurationOf(obs.metrics, upstream.config.name).observe(outcome.upstreamSeconds);
   } catch (error) {
     ({ status, reason } = fail(error, res, route, gateway, interactionId, obs));
     routeName = route?.name ?? (isGatewayError(error) ? error.details.route : undefined);
@@ -224,10 +225,19 @@ interface Record_ {
 }
 
 interface Series {
-  readonly requests: { inc(): void };
-  readonly duration: { observe(value: number): void };
+  readonly requests: CounterSeries;
+  readonly duration: HistogramSeries;
 }
-/** Labelled children, looked up once per label combination rather than hashed per request. */
+const upstreamSeries = new WeakMap<Metrics, Map<string, HistogramSeries>>();
+function upstreamDurationOf(metrics: Metrics, upstream: string): HistogramSeries {
+  let byName = upstreamSeries.get(metrics);
+  if (!byName) upstreamSeries.set(metrics, (byName = new Map()));
+  let series = byName.get(upstream);
+  if (!series) byName.set(upstream, (series = metrics.upstreamDuration.labels(upstream)));
+  return series;
+}
+
+/** Labelled series, looked up once per label combination rather than hashed per request. */
 const seriesCache = new WeakMap<Metrics, Map<string, Series>>();
 function seriesOf(metrics: Metrics, route: string, method: string, statusClass: number, outcome: string): Series {
   let byKey = seriesCache.get(metrics);

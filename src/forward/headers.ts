@@ -77,7 +77,9 @@ const firstValue = (v: string | string[] | undefined): string | undefined => (Ar
 
 /** The response headers the client receives: upstream's minus hop-by-hop. */
 export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const listed = typeof upstream.connection === 'string' ? new Set(upstream.connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+  const c = upstream.connection;
+  // `keep-alive` (the common value) is hop-by-hop already: no parsing.
+  const listed = typeof c === 'string' && c !== 'keep-alive' ? new Set(c.split(',').map((t) => t.trim().toLowerCase())) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const name in upstream) {
     const value = upstream[name];

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './series.js';
 
 /**
  * Every metric certbound exports, declared once. Label values are bounded: route and upstream
@@ -15,19 +16,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return {
     registry,
-    requests: new Counter({
-      name: 'certbound_requests_total',
-      help: 'Requests handled, by route, method, status class and outcome (forwarded, rejected, error).',
-      labelNames: ['route', 'method', 'status_class', 'outcome'] as const,
+    // Updated on every request: series resolved once, plain arithmetic (see series.ts).
+    requests: new HotCounter(
+      'certbound_requests_total',
+      'Requests handled, by route, method, status class and outcome (forwarded, rejected, error).',
+      ['route', 'method', 'status_class', 'outcome'],
       registers,
-    }),
-    requestDuration: new Histogram({
-      name: 'certbound_request_duration_seconds',
-      help: 'Time from request start to response end, by route.',
-      labelNames: ['route'] as const,
-      buckets: latency,
-      registers,
-    }),
+    ),
+    requestDuration: new HotHistogram('certbound_request_duration_seconds', 'Time from request start to response end, by route.', ['route'], latency, registers),
     authFailures: new Counter({
       name: 'certbound_auth_failures_total',
       help: 'Requests refused by authentication or authorization checks, by route and reason code.',
@@ -56,13 +52,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['result'] as const,
       registers,
     }),
-    upstreamDuration: new Histogram({
-      name: 'certbound_upstream_duration_seconds',
-      help: 'Time to the upstream response headers, by upstream.',
-      labelNames: ['upstream'] as const,
-      buckets: latency,
-      registers,
-    }),
+    upstreamDuration: new HotHistogram('certbound_upstream_duration_seconds', 'Time to the upstream response headers, by upstream.', ['upstream'], latency, registers),
     upstreamErrors: new Counter({
       name: 'certbound_upstream_errors_total',
       help: 'Failed upstream calls, by upstream and kind (refused, reset, timeout).',
