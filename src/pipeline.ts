@@ -8,7 +8,7 @@ import type { RouteConfig } from './config/types.js';
 import { GatewayError, isGatewayError, type ErrorCode } from './errors.js';
 import { bearerToken } from './bearer.js';
 import { checkBinding, checkScopes } from './binding.js';
-import type { ClientCertificate } from './certificate/types.js';
+import type { CertificateResult, ClientCertificate } from './certificate/types.js';
 import type { TokenClaims } from './token/types.js';
 import type { Target } from './route.js';
 import type { Gateway } from './gateway.js';
@@ -46,11 +46,15 @@ export function interactionIdOf(value: string | string[] | undefined): string {
   return typeof value === 'string' && UUID.test(value) ? value : randomUUID();
 }
 
-/** The checks a route's `auth` asks for, in order. Plain values in, Identity out, or a GatewayError. */
-export async function authorize(req: IncomingMessage, route: RouteConfig, target: Target, gateway: Gateway): Promise<Identity> {
+/**
+ * The checks a route's `auth` asks for, in order. Plain values in, Identity out, or a GatewayError
+ * (thrown, or rejected when the token needs the authorization server). A token the cache holds
+ * is checked synchronously: the common request costs no promise here.
+ */
+export function authorize(req: IncomingMessage, route: RouteConfig, target: Target, gateway: Gateway): Identity | Promise<Identity> {
   switch (route.auth) {
     case 'none':
-      return {};
+      return NO_IDENTITY;
     case 'mtls': {
       const cert = gateway.readCertificate(req);
       if (!cert.present) {
@@ -65,13 +69,22 @@ export async function authorize(req: IncomingMessage, route: RouteConfig, target
       if (!cert.present) {
         throw new GatewayError('certificate_missing', `client certificate required${cert.why ? `: ${cert.why}` : ''}`);
       }
-      if (!gateway.tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
-      const claims = await gateway.tokens.validate(token);
-      const certificate = checkBinding(claims, cert);
-      checkScopes(claims, route.scopes);
-      return { claims, certificate };
+      const tokens = gateway.tokens;
+      if (!tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
+      const cached = tokens.cached(token);
+      if (cached) return bound(cached, cert, route);
+      return tokens.validate(token).then((claims) => bound(claims, cert, route));
     }
   }
+}
+
+const NO_IDENTITY: Identity = Object.freeze({});
+
+/** The binding and scope checks, on claims however they were obtained. */
+function bound(claims: TokenClaims, cert: CertificateResult, route: RouteConfig): Identity {
+  const certificate = checkBinding(claims, cert);
+  checkScopes(claims, route.scopes);
+  return { claims, certificate };
 }
 
 /**
@@ -162,7 +175,8 @@ export async function handle(req: IncomingMessage, res: ServerResponse, gateway:
   try {
     const match = gateway.route(method, req.url ?? '/');
     route = match.route;
-    identity = await authorize(req, route, match.target, gateway);
+    const authorized = authorize(req, route, match.target, gateway);
+    identity = authorized instanceof Promise ? await authorized : authorized;
     const upstream = upstreamOf(gateway, route);
     const outcome = await upstream.forward(
       {

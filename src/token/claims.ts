@@ -59,14 +59,22 @@ export function claimsOf(
 }
 
 /** Throws `expired` or `not_yet_valid` when the token's times, widened by the skew, exclude `nowMs`. */
-export function checkTimes(claims: { exp?: number; nbf?: number; iat?: number }, nowMs: number, skewSeconds: number): void {
+type TimeClaims = { readonly exp?: number; readonly nbf?: number; readonly iat?: number };
+
+/** What the time claims say at `nowMs` (with the skew): nothing against, expired, or not yet valid. */
+function timeVerdict(claims: TimeClaims, nowMs: number, skewSeconds: number): 'expired' | 'not_yet_valid' | undefined {
   const now = nowMs / 1000;
-  if (claims.exp !== undefined && claims.exp <= now - skewSeconds) {
-    throw new GatewayError('expired', 'the access token has expired');
-  }
-  if ((claims.nbf !== undefined && claims.nbf > now + skewSeconds) || (claims.iat !== undefined && claims.iat > now + skewSeconds)) {
-    throw new GatewayError('not_yet_valid', 'the access token is not valid yet');
-  }
+  if (claims.exp !== undefined && claims.exp <= now - skewSeconds) return 'expired';
+  if ((claims.nbf !== undefined && claims.nbf > now + skewSeconds) || (claims.iat !== undefined && claims.iat > now + skewSeconds)) return 'not_yet_valid';
+  return undefined;
+}
+
+export const withinTimes = (claims: TimeClaims, nowMs: number, skewSeconds: number): boolean => timeVerdict(claims, nowMs, skewSeconds) === undefined;
+
+export function checkTimes(claims: TimeClaims, nowMs: number, skewSeconds: number): void {
+  const verdict = timeVerdict(claims, nowMs, skewSeconds);
+  if (verdict === 'expired') throw new GatewayError('expired', 'the access token has expired');
+  if (verdict === 'not_yet_valid') throw new GatewayError('not_yet_valid', 'the access token is not valid yet');
 }
 
 /** The claims of an outcome still valid at `nowMs`, or the error that refuses it. */

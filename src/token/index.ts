@@ -1,6 +1,6 @@
 import type { AuthorizationServerConfig, TokenValidationMode } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
-import { claimsAt, keyOf, type Outcome } from './claims.js';
+import { claimsAt, keyOf, withinTimes, type Outcome } from './claims.js';
 import { createTokenCache, singleFlight, type TokenCache } from './cache.js';
 import { createClientAuthentication } from './client-auth.js';
 import { createDispatcher } from './http.js';
@@ -104,6 +104,12 @@ export function createTokenValidator(
         return fresh;
       });
       return claimsAt(outcome, clock(), config.clockSkewSeconds);
+    },
+    cached(token: string): TokenClaims | undefined {
+      const outcome = cache.get(keyOf(token));
+      if (outcome === undefined || !outcome.active || !withinTimes(outcome.claims, clock(), config.clockSkewSeconds)) return undefined;
+      metrics?.cacheHits.inc();
+      return outcome.claims;
     },
     ready: () => keys?.ready() ?? true,
     close: () => dispatcher.close(),

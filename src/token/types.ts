@@ -19,6 +19,12 @@ export interface TokenValidator {
    * or `as_unavailable` (timeout, 5xx, garbage, overload; carries `retryAfter`).
    */
   validate(token: string): Promise<TokenClaims>;
+  /**
+   * The request hot path: the claims of a token the cache holds as active and that is within its
+   * time window now, synchronously; otherwise undefined, and `validate` decides (a miss, an
+   * inactive or expired entry). Counts a cache hit only when it answers.
+   */
+  cached(token: string): TokenClaims | undefined;
   /** False until what validation needs is loaded (e.g. the JWKS when token_validation is jwt). */
   ready(): boolean;
   close(): Promise<void>;

@@ -133,3 +133,29 @@ t.test('bounded: the least recently used entry is evicted', async (t) => {
   await v.validate('a');
   t.equal(calls(), 4, 'a was evicted');
 });
+
+t.test('cached(): answers synchronously only for an active entry inside its time window', async (t) => {
+  const { v, m, clock, calls } = await setup(t, {
+    cache: { negativeTtlSeconds: 30 },
+    answer: (token, nowS) =>
+      token === 'inactive' ? { active: false } : token === 'early' ? { active: true, nbf: nowS + 120, exp: nowS + 600 } : { active: true, scope: 'accounts', exp: nowS + 20 },
+  });
+  t.equal(v.cached('tok'), undefined, 'a miss: undefined');
+  t.equal(calls(), 0, 'and no call to the server');
+  const claims = await v.validate('tok');
+  const hitsBefore = await valueOf(m, 'cacheHits');
+  t.equal(v.cached('tok'), claims, 'the cached claims, the same object');
+  t.equal(await valueOf(m, 'cacheHits'), hitsBefore + 1, 'counted as a hit');
+  t.equal(await codeOf(v.validate('inactive')), 'inactive');
+  t.equal(v.cached('inactive'), undefined, 'a cached inactive answer: validate decides');
+  t.equal(await codeOf(v.validate('inactive')), 'inactive', 'and validate refuses it from the cache');
+  t.equal(calls(), 2);
+  t.equal(await codeOf(v.validate('early')), 'not_yet_valid');
+  t.equal(v.cached('early'), undefined, 'not yet valid (nbf beyond the skew)');
+  clock.advance(15);
+  t.equal(v.cached('tok'), claims, 'before exp (+20 s)');
+  clock.advance(10);
+  t.equal(v.cached('tok'), undefined, 'past exp: the entry ended with the token');
+  // Two answers from cached() and validate's refusal of the cached inactive entry.
+  t.equal(await valueOf(m, 'cacheHits'), hitsBefore + 3, 'undefined answers count no hit');
+});
