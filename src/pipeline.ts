@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
@@ -13,7 +12,9 @@ import type { TokenClaims } from './token/types.js';
 import type { Target } from './route.js';
 import type { Gateway } from './gateway.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
+import type { ForwardCompletion, ForwardOutcome, Upstream, UpstreamErrorKind } from './forward/upstream.js';
 import { errorResponse } from './respond.js';
+import { uuidV4 } from './uuid.js';
 import type { Metrics } from './observability/metrics.js';
 import type { CounterSeries, HistogramSeries } from './observability/series.js';
 import type { AccessLine, Logger } from './observability/logger.js';
@@ -43,7 +44,7 @@ const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 
 /** FAPI: echo the client's x-fapi-interaction-id when it is a UUID, otherwise mint one. */
 export function interactionIdOf(value: string | string[] | undefined): string {
-  return typeof value === 'string' && UUID.test(value) ? value : randomUUID();
+  return typeof value === 'string' && UUID.test(value) ? value : uuidV4();
 }
 
 /**
@@ -160,45 +161,121 @@ const upstreamOf = (gateway: Gateway, route: RouteConfig) => gateway.upstreams.g
 const hasBody = (req: IncomingMessage): boolean =>
   req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 
-/** One request, top to bottom: route → authorize → forward; any GatewayError → respond. */
-export async function handle(req: IncomingMessage, res: ServerResponse, gateway: Gateway, obs: Observers): Promise<void> {
-  const started = performance.now();
-  const interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
-  const method = req.method ?? 'GET';
-  let route: RouteConfig | undefined;
-  let identity: Identity = {};
-  let status = 0;
-  let reason: ErrorCode | 'internal' | undefined;
-  let upstreamSeconds: number | undefined;
-  let routeName: string | undefined;
-  let thumbprint: string | undefined;
-  try {
-    const match = gateway.route(method, req.url ?? '/');
-    route = match.route;
-    const authorized = authorize(req, route, match.target, gateway);
-    identity = authorized instanceof Promise ? await authorized : authorized;
-    const upstream = upstreamOf(gateway, route);
-    const outcome = await upstream.forward(
-      {
-        method,
-        path: match.target.encodedPath + match.target.query,
-        headers: forwardedHeaders(req, gateway, route, identity, interactionId, false),
-        body: hasBody(req) ? req : undefined,
-        responseHeaders: { 'x-fapi-interaction-id': interactionId },
-      },
-      res,
-      (kind) => obs.metrics.upstreamErrors.inc({ upstream: upstream.config.name, kind }),
-    );
-    status = outcome.status;
-    upstreamSeconds = outcome.upstreamSeconds;
-    upstreamDurationOf(obs.metrics, upstream.config.name).observe(outcome.upstreamSeconds);
-  } catch (error) {
-    ({ status, reason } = fail(error, res, route, gateway, interactionId, obs));
-    routeName = route?.name ?? (isGatewayError(error) ? error.details.route : undefined);
-    // The thumbprint a refused request presented is what an operator needs to investigate it.
-    if (route && route.auth !== 'none') thumbprint = gateway.thumbprintOf(req);
+/**
+ * One request, top to bottom: route → authorize → forward; any GatewayError → respond. Calls
+ * `done` once, after the request is recorded (metrics, access line). Never throws.
+ */
+export function handle(req: IncomingMessage, res: ServerResponse, gateway: Gateway, obs: Observers, done: () => void): void {
+  new Exchange(req, res, gateway, obs, done).start();
+}
+
+/**
+ * The state of one request as it moves through its steps. A class with callbacks rather than an
+ * async function: a cached token and a healthy upstream cost no promise, no closure per step.
+ */
+class Exchange implements ForwardCompletion {
+  private readonly started = performance.now();
+  private readonly interactionId: string;
+  private readonly method: string;
+  private route: RouteConfig | undefined;
+  private identity: Identity = NO_IDENTITY;
+  private upstream: Upstream | undefined;
+  private finished = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly gateway: Gateway,
+    private readonly obs: Observers,
+    private readonly done: () => void,
+  ) {
+    this.interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
+    this.method = req.method ?? 'GET';
   }
-  record(obs, { req, method, routeName: routeName ?? route?.name, identity, thumbprint, status, reason, started, upstreamSeconds, interactionId });
+
+  start(): void {
+    try {
+      const match = this.gateway.route(this.method, this.req.url ?? '/');
+      this.route = match.route;
+      const authorized = authorize(this.req, match.route, match.target, this.gateway);
+      if (authorized instanceof Promise) {
+        authorized.then(
+          (identity) => this.forward(identity, match.target),
+          (error: unknown) => this.failed(error),
+        );
+      } else this.forward(authorized, match.target);
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  private forward(identity: Identity, target: Target): void {
+    try {
+      this.identity = identity;
+      const { req, gateway } = this;
+      const route = this.route as RouteConfig;
+      const upstream = upstreamOf(gateway, route);
+      this.upstream = upstream;
+      upstream.forward(
+        {
+          method: this.method,
+          path: target.encodedPath + target.query,
+          headers: forwardedHeaders(req, gateway, route, identity, this.interactionId, false),
+          body: hasBody(req) ? req : undefined,
+          interactionId: this.interactionId,
+        },
+        this.res,
+        this,
+      );
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  countError(kind: UpstreamErrorKind): void {
+    this.obs.metrics.upstreamErrors.inc({ upstream: (this.upstream as Upstream).config.name, kind });
+  }
+
+  forwarded(outcome: ForwardOutcome): void {
+    upstreamDurationOf(this.obs.metrics, (this.upstream as Upstream).config.name).observe(outcome.upstreamSeconds);
+    this.finish(outcome.status, undefined, outcome.upstreamSeconds, this.route?.name, undefined);
+  }
+
+  failed(error: unknown): void {
+    const { req, res, route, gateway, obs } = this;
+    try {
+      const { status, reason } = fail(error, res, route, gateway, this.interactionId, obs);
+      const routeName = route?.name ?? (isGatewayError(error) ? error.details.route : undefined);
+      // The thumbprint a refused request presented is what an operator needs to investigate it.
+      const thumbprint = route && route.auth !== 'none' ? gateway.thumbprintOf(req) : undefined;
+      this.finish(status, reason, undefined, routeName, thumbprint);
+    } catch (bug) {
+      this.broken(bug);
+    }
+  }
+
+  private finish(status: number, reason: ErrorCode | 'internal' | undefined, upstreamSeconds: number | undefined, routeName: string | undefined, thumbprint: string | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    try {
+      const { req, method, identity, started, interactionId } = this;
+      record(this.obs, { req, method, routeName, identity, thumbprint, status, reason, started, upstreamSeconds, interactionId });
+    } catch (bug) {
+      this.obs.log.error({ msg: 'request handler failed', err: String(bug) });
+    }
+    this.done();
+  }
+
+  /** A bug while answering: answer 500 if nothing went out yet, else cut the connection. */
+  private broken(bug: unknown): void {
+    this.obs.log.error({ msg: 'request handler failed', err: String(bug) });
+    if (!this.res.headersSent) this.res.writeHead(500).end();
+    else this.res.destroy();
+    if (!this.finished) {
+      this.finished = true;
+      this.done();
+    }
+  }
 }
 
 function fail(error: unknown, res: ServerResponse, route: RouteConfig | undefined, gateway: Gateway, interactionId: string, obs: Observers) {

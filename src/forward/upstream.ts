@@ -10,8 +10,8 @@ export interface UpstreamCall {
   readonly path: string;
   readonly headers: Record<string, string | string[]>;
   readonly body: IncomingMessage | undefined;
-  /** Headers certbound adds to the response (interaction id). */
-  readonly responseHeaders: Readonly<Record<string, string>>;
+  /** Sent back to the client as `x-fapi-interaction-id`, replacing any the upstream set. */
+  readonly interactionId: string;
 }
 
 export interface ForwardOutcome {
@@ -22,14 +22,25 @@ export interface ForwardOutcome {
 
 export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout';
 
+/** What one forwarded request reports, exactly once: `forwarded` or `failed` (plus any countError). */
+export interface ForwardCompletion {
+  /** An upstream failure to count (a client that left is not one). */
+  countError(kind: UpstreamErrorKind): void;
+  /** The upstream's response went to the client (or was cut after its headers went out). */
+  forwarded(outcome: ForwardOutcome): void;
+  /** Nothing went to the client yet: upstream_unavailable or upstream_timeout. */
+  failed(error: GatewayError): void;
+}
+
 export interface Upstream {
   readonly config: UpstreamConfig;
   /**
    * Streams the request to the upstream and its response back, with backpressure both ways.
-   * Throws GatewayError (upstream_unavailable / upstream_timeout) only before response headers
+   * Reports GatewayError (upstream_unavailable / upstream_timeout) only before response headers
    * went out; a failure after that destroys the client connection, which is all HTTP allows.
+   * Callbacks, not a promise: this runs once per request.
    */
-  forward(call: UpstreamCall, res: ServerResponse, onError: (kind: UpstreamErrorKind) => void): Promise<ForwardOutcome>;
+  forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): void;
   close(): Promise<void>;
 }
 
@@ -51,14 +62,11 @@ export function createUpstream(config: UpstreamConfig): Upstream {
     pipelining: 1,
   });
 
-  function forward(call: UpstreamCall, res: ServerResponse, onError: (kind: UpstreamErrorKind) => void): Promise<ForwardOutcome> {
-    return new Promise((resolve, reject) => {
-      const forwarding = new Forwarding(call, res, onError, resolve, reject, config.timeoutMs);
-      pool.dispatch(
-        { method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null },
-        forwarding,
-      );
-    });
+  function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): void {
+    pool.dispatch(
+      { method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null },
+      new Forwarding(call, res, completion, config.timeoutMs),
+    );
   }
 
   return { config, forward, close: () => pool.close() };
@@ -89,9 +97,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
   constructor(
     private readonly call: UpstreamCall,
     private readonly res: ServerResponse,
-    private readonly countError: (kind: UpstreamErrorKind) => void,
-    private readonly resolve: (outcome: ForwardOutcome) => void,
-    private readonly reject: (error: GatewayError) => void,
+    private readonly completion: ForwardCompletion,
     private readonly writeTimeoutMs: number,
   ) {
     // The client may have gone while the token was being checked: its 'close' already fired.
@@ -109,8 +115,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     this.upstreamSeconds = (performance.now() - this.started) / 1000;
     const out = clientResponseHeaders(headers);
-    const added = this.call.responseHeaders;
-    for (const name in added) out[name] = added[name] as string;
+    out['x-fapi-interaction-id'] = this.call.interactionId;
     this.res.writeHead(statusCode, out);
   }
 
@@ -137,7 +142,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     clearTimeout(this.stalled);
     this.res.off('close', this.onClose);
     this.res.end();
-    this.resolve({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+    this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
@@ -146,13 +151,13 @@ class Forwarding implements Dispatcher.DispatchHandler {
     if (this.status === 0) {
       const kind = classify(error);
       // A client that left is not an upstream failure.
-      if (!this.clientGone) this.countError(kind);
-      this.reject(kind === 'timeout' ? new GatewayError('upstream_timeout', 'upstream did not answer in time') : new GatewayError('upstream_unavailable', 'upstream unavailable'));
+      if (!this.clientGone) this.completion.countError(kind);
+      this.completion.failed(kind === 'timeout' ? new GatewayError('upstream_timeout', 'upstream did not answer in time') : new GatewayError('upstream_unavailable', 'upstream unavailable'));
       return;
     }
     // Headers went out: all HTTP allows now is to cut the client's connection.
-    if (!this.clientGone) this.countError(classify(error));
+    if (!this.clientGone) this.completion.countError(classify(error));
     this.res.destroy();
-    this.resolve({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+    this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
   }
 }

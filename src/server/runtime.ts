@@ -140,12 +140,7 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     hold(current);
     connections.track(res, () => release(current));
     handling++;
-    handle(req, res, current, observers).then(handled, (error: unknown) => {
-      log.error({ msg: 'request handler failed', err: String(error) });
-      if (!res.headersSent) res.writeHead(500).end();
-      else res.destroy();
-      handled();
-    });
+    handle(req, res, current, observers, handled);
   });
   const connections = trackConnections(traffic, initial.listen.tls !== undefined);
   const proxy = HttpProxy.createProxyServer({ ws: true });
