@@ -329,47 +329,58 @@ function upstreamDurationOf(metrics: Metrics, upstream: string): HistogramSeries
 }
 
 /** Labelled series, looked up once per label combination rather than hashed per request. */
-const seriesCache = new WeakMap<Metrics, Map<string, Series>>();
-function seriesOf(metrics: Metrics, route: string, method: string, statusClass: number, outcome: string): Series {
-  let byKey = seriesCache.get(metrics);
-  if (!byKey) seriesCache.set(metrics, (byKey = new Map()));
-  const key = `${route}\n${method}\n${statusClass}\n${outcome}`;
-  let series = byKey.get(key);
+const METRIC_METHODS = [...KNOWN_METHODS, 'OTHER'];
+const OUTCOMES = ['forwarded', 'rejected', 'error'] as const;
+type Outcome = (typeof OUTCOMES)[number];
+/** Series by route, then by a small integer for (method, status class, outcome): no key string per request. */
+const seriesCache = new WeakMap<Metrics, Map<string, Map<number, Series>>>();
+function seriesOf(metrics: Metrics, route: string, method: string, statusClass: number, outcome: Outcome): Series {
+  let byRoute = seriesCache.get(metrics);
+  if (!byRoute) seriesCache.set(metrics, (byRoute = new Map()));
+  let byCode = byRoute.get(route);
+  if (!byCode) byRoute.set(route, (byCode = new Map()));
+  let m = METRIC_METHODS.indexOf(method);
+  if (m === -1) m = METRIC_METHODS.length - 1;
+  const code = m * 100 + statusClass * 10 + OUTCOMES.indexOf(outcome);
+  let series = byCode.get(code);
   if (!series) {
     series = {
-      requests: metrics.requests.labels(route, method, `${statusClass}xx`, outcome),
+      requests: metrics.requests.labels(route, METRIC_METHODS[m] as string, `${statusClass}xx`, outcome),
       duration: metrics.requestDuration.labels(route),
     };
-    byKey.set(key, series);
+    byCode.set(code, series);
   }
   return series;
 }
 
-/** Metrics and the access log line: thumbprint and client id only, never a token or certificate. */
+/** Milliseconds with µs precision, for the access line. */
+const ms = (seconds: number): number => Math.round(seconds * 1e6) / 1e3;
+const json = JSON.stringify;
+
+/** Metrics and the access line: thumbprint and client id only, never a token or certificate. */
 function record(obs: Observers, r: Record_): void {
   const seconds = (performance.now() - r.started) / 1000;
   const routeName = r.routeName ?? 'none';
-  const outcome = r.reason === undefined ? 'forwarded' : r.reason === 'internal' || r.status >= 500 ? 'error' : 'rejected';
-  const series = seriesOf(obs.metrics, routeName, KNOWN_METHODS.has(r.method) ? r.method : 'OTHER', Math.floor(r.status / 100), outcome);
+  const outcome: Outcome = r.reason === undefined ? 'forwarded' : r.reason === 'internal' || r.status >= 500 ? 'error' : 'rejected';
+  const series = seriesOf(obs.metrics, routeName, r.method, Math.floor(r.status / 100), outcome);
   series.requests.inc();
   series.duration.observe(seconds);
   if (r.reason && AUTH_REASONS.has(r.reason)) obs.metrics.authFailures.inc({ route: routeName, reason: r.reason });
   if (!obs.log.isLevelEnabled('info')) return;
-  // One object literal in a fixed shape; absent fields are undefined, which JSON leaves out.
-  obs.access({
-    msg: 'request',
-    interaction_id: r.interactionId,
-    route: routeName,
-    method: r.method,
-    status: r.status,
-    outcome,
-    reason: r.reason,
-    latency_ms: Math.round(seconds * 1e6) / 1e3,
-    upstream_latency_ms: r.upstreamSeconds === undefined ? undefined : Math.round(r.upstreamSeconds * 1e6) / 1e3,
-    client_id: r.identity.claims?.clientId || undefined,
-    certificate_thumbprint: r.identity.certificate?.thumbprint ?? r.thumbprint,
-    peer: r.req.socket.remoteAddress,
-  });
+  // The line's JSON members, written directly (fixed order, no object to serialize). Strings that
+  // come from outside (route names, method, client id, peer) go through JSON.stringify; the rest
+  // are numbers, codes, or values certbound made (a validated or minted UUID, a base64url thumbprint).
+  let line = `"msg":"request","interaction_id":"${r.interactionId}","route":${json(routeName)},"method":${json(r.method)},"status":${r.status},"outcome":"${outcome}"`;
+  if (r.reason) line += `,"reason":"${r.reason}"`;
+  line += `,"latency_ms":${ms(seconds)}`;
+  if (r.upstreamSeconds !== undefined) line += `,"upstream_latency_ms":${ms(r.upstreamSeconds)}`;
+  const clientId = r.identity.claims?.clientId;
+  if (clientId) line += `,"client_id":${json(clientId)}`;
+  const thumbprint = r.identity.certificate?.thumbprint ?? r.thumbprint;
+  if (thumbprint) line += `,"certificate_thumbprint":"${thumbprint}"`;
+  const peer = r.req.socket.remoteAddress;
+  if (peer) line += `,"peer":${json(peer)}`;
+  obs.access(line);
 }
 
 /**

@@ -53,7 +53,8 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
       const state = stateOf(res.socket as Socket);
       state.responses.push(res);
       if (draining) res.setHeader('connection', 'close');
-      res.once('close', () => {
+      // `on`, not `once`: a response closes once and is garbage after; once's wrapper is not needed.
+      res.on('close', () => {
         const i = state.responses.indexOf(res);
         if (i !== -1) state.responses.splice(i, 1);
         state.idleSince = performance.now();

@@ -142,6 +142,9 @@ t.test('claims that are not printable ASCII are percent-encoded in identity head
   t.equal(h['x-certbound-subject'], encodeURIComponent('José 用户\r\nx-evil: 1'));
   t.equal(h['x-certbound-client-id'], 'tpp-%C3%BC');
   t.equal(h['x-evil'], undefined);
+  // The access line is JSON written by certbound itself: the raw client id must survive escaping.
+  const line = gw.logs.filter((l) => l.msg === 'request').at(-1);
+  t.match(line, { client_id: 'tpp-ü', status: 200, route: 'accounts' });
 });
 
 t.test('another Authorization scheme is no credential: 401 without an error code', async (t) => {
