@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeDemoPki } from '../src/dev/pki.js';
 import type { LoadResult, LoadSpec } from './load/generate.js';
 import { compile, startChild, runChild, type Child } from './lib/proc.js';
-import { wrk, type WrkResult } from './lib/wrk.js';
+import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
@@ -85,7 +85,7 @@ async function measureWrk(name: string, server: Child<unknown>, url: string, hea
   log(`${name}: warm-up ${WARMUP}s, then ${SECONDS}s`);
   await wrk(url, { connections: CONNECTIONS, seconds: WARMUP, headers });
   const r = await wrk(url, { connections: CONNECTIONS, seconds: SECONDS, headers });
-  rows.push({ name, rps: Math.round(r.rps), p50Ms: r.p50Ms, p99Ms: r.p99Ms, rssMb: round(server.peakRssMb(), 0), errors: r.non2xx + r.socketErrors, tool: 'wrk' });
+  rows.push({ name, rps: Math.round(r.rps), p50Ms: r.p50Ms, p99Ms: r.p99Ms, rssMb: round(server.peakRssMb(), 0), errors: r.non2xx + r.socketErrors, tool: CLOSED_LOOP_TOOL });
   return r;
 }
 
@@ -97,7 +97,7 @@ async function wrkRun(name: string, server: Child<unknown>, url: string, headers
 }
 const median = <T extends { r: WrkResult }>(runs: T[]): T => [...runs].sort((a, b) => a.r.rps - b.r.rps)[Math.floor(runs.length / 2)] as T;
 const row = (name: string, x: { r: WrkResult; rss: number }) => ({
-  name, rps: Math.round(x.r.rps), p50Ms: x.r.p50Ms, p99Ms: x.r.p99Ms, rssMb: round(x.rss, 0), errors: x.r.non2xx + x.r.socketErrors, tool: 'wrk',
+  name, rps: Math.round(x.r.rps), p50Ms: x.r.p50Ms, p99Ms: x.r.p99Ms, rssMb: round(x.rss, 0), errors: x.r.non2xx + x.r.socketErrors, tool: CLOSED_LOOP_TOOL,
 });
 
 async function measureGenerator(name: string, server: Child<unknown>, spec: LoadSpec): Promise<LoadResult> {

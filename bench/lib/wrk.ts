@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { runChild } from './proc.js';
 
 export interface WrkResult {
   readonly rps: number;
@@ -17,8 +18,24 @@ function ms(text: string | undefined): number {
   return m ? Number(m[1]) * (UNIT_MS[m[2] as string] ?? Number.NaN) : Number.NaN;
 }
 
-/** wrk, one thread (the server under test needs the other core), closed loop, with its latency distribution. */
-export function wrk(url: string, opts: { connections: number; seconds: number; headers?: Readonly<Record<string, string>> }): Promise<WrkResult> {
+/** Whether wrk is on the PATH; without it (or with BENCH_TOOL=autocannon), closed-loop runs use autocannon (a devDependency). */
+export const HAVE_WRK = process.env.BENCH_TOOL !== 'autocannon' && spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined;
+/** The closed-loop tool this machine uses, for the results table. */
+export const CLOSED_LOOP_TOOL = HAVE_WRK ? 'wrk' : 'autocannon';
+
+/**
+ * wrk, one thread (the server under test needs the other core), closed loop, with its latency
+ * distribution; autocannon in a child process when wrk is not installed.
+ */
+export async function wrk(url: string, opts: { connections: number; seconds: number; headers?: Readonly<Record<string, string>> }): Promise<WrkResult> {
+  if (!HAVE_WRK) {
+    const r = await runChild<Omit<WrkResult, 'raw'>>('load/autocannon.ts', { url, connections: opts.connections, seconds: opts.seconds, headers: opts.headers ?? {} });
+    return { ...r, raw: JSON.stringify(r) };
+  }
+  return runWrk(url, opts);
+}
+
+function runWrk(url: string, opts: { connections: number; seconds: number; headers?: Readonly<Record<string, string>> }): Promise<WrkResult> {
   const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency'];
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}: ${v}`);
   args.push(url);

@@ -31,24 +31,30 @@ export function logDestination(flushIntervalMs: number, dest: number | string = 
  */
 interface AccessBatch {
   readonly stream: DestinationStream;
-  pending: string;
+  /** Lines not written yet; joined once per write (one flat string, not a chain of concatenations). */
+  readonly pending: string[];
+  chars: number;
   scheduled: boolean;
 }
 const batches = new WeakMap<Logger, AccessBatch>();
 /** Beyond this many characters a batch is written at once rather than at the end of the turn. */
 const MAX_BATCH_CHARS = 65536;
 
+function takePending(batch: AccessBatch): string {
+  const lines = batch.pending.join('');
+  batch.pending.length = 0;
+  batch.chars = 0;
+  return lines;
+}
+
 function writeBatch(batch: AccessBatch): void {
   batch.scheduled = false;
-  if (batch.pending === '') return;
-  const lines = batch.pending;
-  batch.pending = '';
-  batch.stream.write(lines);
+  if (batch.pending.length > 0) batch.stream.write(takePending(batch));
 }
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const stream = destination ?? logDestination(0);
-  const batch: AccessBatch = { stream, pending: '', scheduled: false };
+  const batch: AccessBatch = { stream, pending: [], chars: 0, scheduled: false };
   const logger = pino(
     {
       level,
@@ -59,12 +65,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       // Every line is built field by field; the log-scan tests are the guard against leaks.
       redact: { paths: ['authorization', 'token', 'client_secret', 'private_key'], censor: '[redacted]' },
       hooks: {
-        streamWrite: (line) => {
-          if (batch.pending === '') return line;
-          const lines = batch.pending + line;
-          batch.pending = '';
-          return lines;
-        },
+        streamWrite: (line) => (batch.pending.length === 0 ? line : takePending(batch) + line),
       },
     },
     stream,
@@ -102,8 +103,9 @@ export function createAccessLog(log: Logger): (line: AccessLine) => void {
     }
     const text = line === '' ? `${prefix}}\n` : `${prefix},${line}}\n`;
     if (batch === undefined) return void stream.write(text);
-    batch.pending += text;
-    if (batch.pending.length > MAX_BATCH_CHARS) writeBatch(batch);
+    batch.pending.push(text);
+    batch.chars += text.length;
+    if (batch.chars > MAX_BATCH_CHARS) writeBatch(batch);
     else if (!batch.scheduled) {
       batch.scheduled = true;
       setImmediate(writeBatch, batch);
