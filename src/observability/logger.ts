@@ -2,10 +2,6 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
-/**
- * JSON lines. Nothing that reaches a log may carry a token, a secret or a whole certificate:
- * callers log thumbprints, client ids and reason codes only; `redact` is the safety net.
- */
 /** Bytes a buffered destination collects before it writes (below sonic-boom's 16 KiB write limit). */
 const LOG_BUFFER_BYTES = 8192;
 
@@ -52,6 +48,10 @@ function writeBatch(batch: AccessBatch): void {
   if (batch.pending.length > 0) batch.stream.write(takePending(batch));
 }
 
+/**
+ * JSON lines. Nothing that reaches a log may carry a token, a secret or a whole certificate:
+ * callers log thumbprints, client ids and reason codes only; `redact` is the safety net.
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const stream = destination ?? logDestination(0);
   const batch: AccessBatch = { stream, pending: [], chars: 0, scheduled: false };
