@@ -1,7 +1,7 @@
 // Ad-hoc A/B runs while tuning (not part of `npm run bench`): `npx tsx bench/quick.ts [scenario…]`.
 // Scenarios: pass, none-warn, none-info, cbt-warn, cbt-info. BENCH_SECONDS (5), BENCH_WARMUP (2).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoPki } from '../src/dev/pki.js';
@@ -19,6 +19,16 @@ const upstream = await startChild<{ port: number }>('servers/upstream.ts', {});
 const as = await startChild<{ port: number }>('servers/as.ts', { thumbprint: pki.tppA.thumbprint, delayMs: 5 });
 const upstreamUrl = `http://127.0.0.1:${upstream.ready.port}`;
 const headers = { authorization: 'Bearer hot-token-0123456789abcdefghijklmnopqrstuvw', 'x-wso2-client-certificate': encodeURIComponent(pki.tppA.certPem) };
+
+/** Context switches of a process, all its threads (voluntary + involuntary). */
+function contextSwitches(pid: number): number {
+  let n = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+  }
+  return n;
+}
 
 /** User + system CPU of a process (all its threads), in seconds. */
 function cpuSeconds(pid: number): number {
@@ -50,15 +60,24 @@ for (const name of scenarios) {
   await wrk(url, { connections: 50, seconds: WARMUP, headers });
   // BENCH_STRACE=1: syscall counts of the server process during the measured run.
   const strace = process.env.BENCH_STRACE ? spawn('strace', ['-c', '-f', '-p', String(server.pid), '-o', join(dir, `${name}.strace`)], { stdio: 'inherit' }) : undefined;
+  // BENCH_PERF=1: `perf record` of the server process during the measured run (with BENCH_NODE_ARGS=--perf-basic-prof for JS names).
+  const perf = process.env.BENCH_PERF ? spawn('perf', ['record', '-F', '1999', '-g', '-p', String(server.pid), '-o', join(dir, `${name}.perf`)], { stdio: 'ignore' }) : undefined;
   const cpuBefore = cpuSeconds(server.pid);
+  const switchesBefore = contextSwitches(server.pid);
   const r = await wrk(url, { connections: 50, seconds: SECONDS, headers });
   const cpuPerRequestUs = ((cpuSeconds(server.pid) - cpuBefore) / r.requests) * 1e6;
+  const switchesPer1000 = ((contextSwitches(server.pid) - switchesBefore) / r.requests) * 1000;
+  if (perf) {
+    perf.kill('SIGINT');
+    await new Promise((resolve) => perf.once('exit', resolve));
+    console.log(`${name}: perf data in ${join(dir, `${name}.perf`)}`);
+  }
   if (strace) {
     strace.kill('SIGINT');
     await new Promise((resolve) => strace.once('exit', resolve));
     console.log(`${name}: ${r.requests} requests\n${readFileSync(join(dir, `${name}.strace`), 'utf8')}`);
   }
-  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
+  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request  ${switchesPer1000.toFixed(0)} cs/1000 req  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
   await server.stop();
 }
 await upstream.stop();
