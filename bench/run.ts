@@ -100,10 +100,14 @@ const row = (name: string, x: { r: WrkResult; rss: number }) => ({
   name, rps: Math.round(x.r.rps), p50Ms: x.r.p50Ms, p99Ms: x.r.p99Ms, rssMb: round(x.rss, 0), errors: x.r.non2xx + x.r.socketErrors, tool: CLOSED_LOOP_TOOL,
 });
 
+const generatorRow = (name: string, r: LoadResult, rss: number) => ({
+  name, rps: r.rps, p50Ms: r.latency.p50Ms, p99Ms: r.latency.p99Ms, rssMb: round(rss, 0), errors: r.non2xx + r.errors, tool: 'node generator',
+});
+
 async function measureGenerator(name: string, server: Child<unknown>, spec: LoadSpec): Promise<LoadResult> {
   log(`${name}: warm-up ${spec.warmupSec ?? 0}s, then ${spec.durationSec ?? 0}s`);
   const r = await runChild<LoadResult>('load/generate.ts', spec);
-  rows.push({ name, rps: r.rps, p50Ms: r.latency.p50Ms, p99Ms: r.latency.p99Ms, rssMb: round(server.peakRssMb(), 0), errors: r.non2xx + r.errors, tool: 'node generator' });
+  rows.push(generatorRow(name, r, server.peakRssMb()));
   return r;
 }
 
@@ -189,10 +193,9 @@ if (ONLY.has('rate')) {
     pairs.push({ r2, r3, rss2, rss3, added: r3.latency.p99Ms - r2.latency.p99Ms });
   }
   const pair = [...pairs].sort((a, b) => a.added - b.added)[Math.floor(pairs.length / 2)] as (typeof pairs)[number];
-  const rateRow = (name: string, r: LoadResult, rss: number) => ({ name, rps: r.rps, p50Ms: r.latency.p50Ms, p99Ms: r.latency.p99Ms, rssMb: round(rss, 0), errors: r.non2xx + r.errors, tool: 'node generator' });
   const each = pairs.map((p) => `${round(p.added, 2)}`).join(', ');
-  rows.push(rateRow(`(2) bare undici proxy @ ${rate} req/s (median pair of ${ROUNDS})`, pair.r2, pair.rss2));
-  rows.push(rateRow(`(3) certbound header mode, log info @ ${rate} req/s (added p99 per pair: ${each} ms)`, pair.r3, pair.rss3));
+  rows.push(generatorRow(`(2) bare undici proxy @ ${rate} req/s (median pair of ${ROUNDS})`, pair.r2, pair.rss2));
+  rows.push(generatorRow(`(3) certbound header mode, log info @ ${rate} req/s (added p99 per pair: ${each} ms)`, pair.r3, pair.rss3));
   const { r2, r3, added } = pair;
   results.constantRate = { rate, pairs };
   check(`added p99 at ${rate} req/s (½ of (2)) < ${TARGET_ADDED_P99_MS} ms (median of ${ROUNDS} pairs)`, added < TARGET_ADDED_P99_MS, `${round(added, 3)} ms (${r3.latency.p99Ms} − ${r2.latency.p99Ms} ms; pairs: ${each} ms)`);

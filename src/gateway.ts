@@ -51,7 +51,7 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
   let readCertificate: Gateway['readCertificate'];
   let peek: Gateway['readCertificate'];
   if (cc.source === 'header') {
-    const reader = createHeaderCertificateReader(cc, deps.clock);
+    const reader = createHeaderCertificateReader(cc, deps.clock, peerTrusted);
     for (const name of reader.headerNames) protectedHeaders.add(name);
     peek = (req) => reader.read(req.headersDistinct, req.socket.remoteAddress, req.socket);
     readCertificate = (req) => {

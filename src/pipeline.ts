@@ -256,13 +256,19 @@ class Exchange implements ForwardCompletion {
 
   private finish(status: number, reason: ErrorCode | 'internal' | undefined, upstreamSeconds: number | undefined, routeName: string | undefined, thumbprint: string | undefined): void {
     if (this.finished) return;
-    this.finished = true;
     try {
       const { req, method, identity, started, interactionId } = this;
       record(this.obs, { req, method, routeName, identity, thumbprint, status, reason, started, upstreamSeconds, interactionId });
     } catch (bug) {
       this.obs.log.error({ msg: 'request handler failed', err: String(bug) });
     }
+    this.settle();
+  }
+
+  /** `done`, exactly once. */
+  private settle(): void {
+    if (this.finished) return;
+    this.finished = true;
     this.done();
   }
 
@@ -271,10 +277,7 @@ class Exchange implements ForwardCompletion {
     this.obs.log.error({ msg: 'request handler failed', err: String(bug) });
     if (!this.res.headersSent) this.res.writeHead(500).end();
     else this.res.destroy();
-    if (!this.finished) {
-      this.finished = true;
-      this.done();
-    }
+    this.settle();
   }
 }
 

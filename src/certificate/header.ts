@@ -32,9 +32,13 @@ const UNTRUSTED_IGNORED: CertificateResult = Object.freeze({ present: false, unt
 const ENTRY_OVERHEAD = 2048;
 const MAX_CACHE_BYTES = 64 * 1024 * 1024;
 
-export function createHeaderCertificateReader(config: ClientCertificateConfig, clock: () => number = Date.now): HeaderCertificateReader {
+/** `trusted`: the compiled `trusted_proxies` test, when the caller already has one (the gateway shares its own). */
+export function createHeaderCertificateReader(
+  config: ClientCertificateConfig,
+  clock: () => number = Date.now,
+  trusted: (peer: string | undefined) => boolean = createProxyTrust(config.trustedProxies),
+): HeaderCertificateReader {
   const { header, chainHeader, verifyHeader, maxHeaderBytes } = config;
-  const trusted = createProxyTrust(config.trustedProxies);
   const rejectUntrusted = config.untrustedHeader === 'reject';
   const checkTime = config.verify.checkValidity;
   const verifySuccess = new Set(verifyHeader?.success);

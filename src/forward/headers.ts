@@ -26,10 +26,9 @@ const REWRITES = new Set(['x-original-url', 'x-rewrite-url', 'x-http-method-over
 const CLIENT_ADDRESS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'client-ip']);
 
 /** Names listed in `Connection` are hop-by-hop too. */
-function connectionListed(headers: IncomingHttpHeaders): Set<string> | undefined {
-  const c = headers.connection;
+function connectionListed(c: string | string[] | undefined): Set<string> | undefined {
   // `keep-alive` is hop-by-hop already: the common value needs no parsing.
-  if (!c || c === 'keep-alive') return undefined;
+  if (typeof c !== 'string' || c === '' || c === 'keep-alive') return undefined;
   return new Set(c.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
 }
 
@@ -49,7 +48,7 @@ export interface ForwardedHeaderInput {
 /** The request headers the upstream receives. */
 export function upstreamRequestHeaders(input: ForwardedHeaderInput): Record<string, string | string[]> {
   const { incoming, strip } = input;
-  const listed = connectionListed(incoming);
+  const listed = connectionListed(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {
     const value = incoming[name];
@@ -77,9 +76,7 @@ const firstValue = (v: string | string[] | undefined): string | undefined => (Ar
 
 /** The response headers the client receives: upstream's minus hop-by-hop. */
 export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const c = upstream.connection;
-  // `keep-alive` (the common value) is hop-by-hop already: no parsing.
-  const listed = typeof c === 'string' && c !== 'keep-alive' ? new Set(c.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+  const listed = connectionListed(upstream.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in upstream) {
     const value = upstream[name];
