@@ -36,15 +36,27 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** Busy CPU time of the whole machine (all cores, everything but idle and iowait), in seconds. */
+function machineBusySeconds(): number {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  return (total - (fields[3] ?? 0) - (fields[4] ?? 0)) / 100;
+}
+
+const results = new Map<string, { rps: number; cpu: number }[]>();
 for (const name of scenarios) {
-  const [auth, level] = name.split('-') as [string, string];
+  // `cbt-info:X`: the same scenario with CB_EXP=X in the server's environment (tuning experiments).
+  const [base, experiment] = name.split(':') as [string, string | undefined];
+  if (experiment) process.env.CB_EXP = experiment;
+  else delete process.env.CB_EXP;
+  const [auth, level] = base.split('-') as [string, string];
   const extraArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const nodeArgs = PROFILE_DIR ? [...extraArgs, process.env.BENCH_HEAP ? '--heap-prof' : '--cpu-prof', process.env.BENCH_HEAP ? '--heap-prof-dir' : '--cpu-prof-dir', join(PROFILE_DIR, name)] : extraArgs;
   const server = auth === 'pass'
     ? await startChild<{ port: number }>('servers/passthrough.ts', { upstream: upstreamUrl }, nodeArgs)
     : await startChild<{ port: number }>('servers/gateway.ts', {
         baseDir: dir,
-        logFile: join(dir, `${name}.log`),
+        logFile: process.env.BENCH_LOG_FILE ?? join(dir, `${name}.log`),
         doc: {
           listen: { host: '127.0.0.1', port: 0 },
           admin: { host: '127.0.0.1', port: 0 },
@@ -63,9 +75,13 @@ for (const name of scenarios) {
   // BENCH_PERF=1: `perf record` of the server process during the measured run (with BENCH_NODE_ARGS=--perf-basic-prof for JS names).
   const perf = process.env.BENCH_PERF ? spawn('perf', ['record', '-F', '1999', '-g', '-p', String(server.pid), '-o', join(dir, `${name}.perf`)], { stdio: 'ignore' }) : undefined;
   const cpuBefore = cpuSeconds(server.pid);
+  const upstreamBefore = cpuSeconds(upstream.pid);
+  const machineBefore = machineBusySeconds();
   const switchesBefore = contextSwitches(server.pid);
   const r = await wrk(url, { connections: 50, seconds: SECONDS, headers });
   const cpuPerRequestUs = ((cpuSeconds(server.pid) - cpuBefore) / r.requests) * 1e6;
+  const upstreamUs = ((cpuSeconds(upstream.pid) - upstreamBefore) / r.requests) * 1e6;
+  const machineUs = ((machineBusySeconds() - machineBefore) / r.requests) * 1e6;
   const switchesPer1000 = ((contextSwitches(server.pid) - switchesBefore) / r.requests) * 1000;
   if (perf) {
     perf.kill('SIGINT');
@@ -77,8 +93,15 @@ for (const name of scenarios) {
     await new Promise((resolve) => strace.once('exit', resolve));
     console.log(`${name}: ${r.requests} requests\n${readFileSync(join(dir, `${name}.strace`), 'utf8')}`);
   }
-  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request  ${switchesPer1000.toFixed(0)} cs/1000 req  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
+  results.set(name, [...(results.get(name) ?? []), { rps: r.rps, cpu: cpuPerRequestUs }]);
+  console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request (upstream ${upstreamUs.toFixed(1)}, machine ${machineUs.toFixed(1)})  ${switchesPer1000.toFixed(0)} cs/1000 req  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
   await server.stop();
 }
 await upstream.stop();
 await as.stop();
+const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
+const passRps = median((results.get('pass') ?? []).map((x) => x.rps));
+for (const [name, runs] of results) {
+  const rps = median(runs.map((x) => x.rps));
+  console.log(`median ${name.padEnd(14)} ${Math.round(rps).toString().padStart(6)} req/s  ${median(runs.map((x) => x.cpu)).toFixed(1)} µs CPU/request  ×${runs.length}${Number.isNaN(passRps) ? '' : `  ratio ${(rps / passRps).toFixed(3)}`}`);
+}

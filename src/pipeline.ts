@@ -11,8 +11,8 @@ import type { CertificateResult, ClientCertificate } from './certificate/types.j
 import type { TokenClaims } from './token/types.js';
 import type { Target } from './route.js';
 import type { Gateway } from './gateway.js';
-import { upstreamRequestHeaders } from './forward/headers.js';
-import type { ForwardCompletion, ForwardOutcome, Upstream, UpstreamErrorKind } from './forward/upstream.js';
+import { headerObject, upstreamRequestHeaders } from './forward/headers.js';
+import type { ForwardCompletion, Forwarded, ForwardOutcome, Upstream, UpstreamErrorKind } from './forward/upstream.js';
 import { errorResponse } from './respond.js';
 import { uuidV4 } from './uuid.js';
 import type { Metrics } from './observability/metrics.js';
@@ -125,20 +125,20 @@ function forwardedCertificateOf(certificate: ClientCertificate): string {
   return value;
 }
 
-/** Headers certbound itself sends upstream: identity, forwarded certificate, interaction id. */
-function addedHeaders(gateway: Gateway, route: RouteConfig, identity: Identity, interactionId: string): Record<string, string> {
+/** Headers certbound itself sends upstream (identity, forwarded certificate, interaction id), as name, value, … */
+function addedHeaders(gateway: Gateway, route: RouteConfig, identity: Identity, interactionId: string): string[] {
   const names = gateway.config.identityHeaders;
-  const add: Record<string, string> = { 'x-fapi-interaction-id': interactionId };
+  const add = ['x-fapi-interaction-id', interactionId];
   const { claims, certificate } = identity;
   if (claims) {
     const values = identityOf(claims);
-    if (values.clientId) add[names.clientId] = values.clientId;
-    if (values.subject) add[names.subject] = values.subject;
-    if (values.scope) add[names.scope] = values.scope;
+    if (values.clientId) add.push(names.clientId, values.clientId);
+    if (values.subject) add.push(names.subject, values.subject);
+    if (values.scope) add.push(names.scope, values.scope);
   }
   if (certificate) {
-    add[names.thumbprint] = certificate.thumbprint;
-    if (route.forwardCertificateHeader) add[route.forwardCertificateHeader] = forwardedCertificateOf(certificate);
+    add.push(names.thumbprint, certificate.thumbprint);
+    if (route.forwardCertificateHeader) add.push(route.forwardCertificateHeader, forwardedCertificateOf(certificate));
   }
   return add;
 }
@@ -161,25 +161,34 @@ const upstreamOf = (gateway: Gateway, route: RouteConfig) => gateway.upstreams.g
 const hasBody = (req: IncomingMessage): boolean =>
   req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 
+/** One request under way, as the server sees it. */
+export interface RequestHandle {
+  /** Runs the request: route → authorize → forward; any GatewayError → respond. Never throws. */
+  start(): void;
+  /** The response's 'close' event (the server's one listener per response). */
+  closed(): void;
+}
+
 /**
- * One request, top to bottom: route → authorize → forward; any GatewayError → respond. Calls
- * `done` once, after the request is recorded (metrics, access line). Never throws.
+ * One request, top to bottom. Calls `done` once, after the request is recorded (metrics, access
+ * line). The caller starts it, and reports the response's 'close' to it.
  */
-export function handle(req: IncomingMessage, res: ServerResponse, gateway: Gateway, obs: Observers, done: () => void): void {
-  new Exchange(req, res, gateway, obs, done).start();
+export function exchange(req: IncomingMessage, res: ServerResponse, gateway: Gateway, obs: Observers, done: () => void): RequestHandle {
+  return new Exchange(req, res, gateway, obs, done);
 }
 
 /**
  * The state of one request as it moves through its steps. A class with callbacks rather than an
  * async function: a cached token and a healthy upstream cost no promise, no closure per step.
  */
-class Exchange implements ForwardCompletion {
+class Exchange implements ForwardCompletion, RequestHandle {
   private readonly started = performance.now();
   private readonly interactionId: string;
   private readonly method: string;
   private route: RouteConfig | undefined;
   private identity: Identity = NO_IDENTITY;
   private upstream: Upstream | undefined;
+  private forwarding: Forwarded | undefined;
   private finished = false;
 
   constructor(
@@ -216,7 +225,7 @@ class Exchange implements ForwardCompletion {
       const route = this.route as RouteConfig;
       const upstream = upstreamOf(gateway, route);
       this.upstream = upstream;
-      upstream.forward(
+      this.forwarding = upstream.forward(
         {
           method: this.method,
           path: target.encodedPath + target.query,
@@ -230,6 +239,10 @@ class Exchange implements ForwardCompletion {
     } catch (error) {
       this.failed(error);
     }
+  }
+
+  closed(): void {
+    this.forwarding?.clientClosed();
   }
 
   countError(kind: UpstreamErrorKind): void {
@@ -408,7 +421,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
     identity = await authorize(req, route, match.target, gateway);
     if (socket.destroyed) return;
     const upstream = upstreamOf(gateway, route);
-    req.headers = forwardedHeaders(req, gateway, route, identity, interactionId, true) as IncomingMessage['headers'];
+    req.headers = headerObject(forwardedHeaders(req, gateway, route, identity, interactionId, true)) as IncomingMessage['headers'];
     req.url = match.target.encodedPath + match.target.query;
     proxy.ws(req, socket, head, { target: upstream.config.url, xfwd: false }, () => {
       obs.metrics.upstreamErrors.inc({ upstream: upstream.config.name, kind: 'refused' });

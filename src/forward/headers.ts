@@ -36,8 +36,8 @@ export interface ForwardedHeaderInput {
   readonly incoming: IncomingHttpHeaders;
   /** Lower-case names to drop: certificate headers, identity headers, Authorization when not forwarded. */
   readonly strip: ReadonlySet<string>;
-  /** Headers certbound sets (identity headers, forwarded certificate, interaction id). */
-  readonly add: Readonly<Record<string, string>>;
+  /** Headers certbound sets (identity headers, forwarded certificate, interaction id): name, value, name, value… */
+  readonly add: readonly string[];
   readonly peer: string;
   /** Existing X-Forwarded-* are kept (and extended) only when the peer is a trusted proxy. */
   readonly peerTrusted: boolean;
@@ -45,30 +45,63 @@ export interface ForwardedHeaderInput {
   readonly keepUpgrade?: boolean;
 }
 
+/** Request headers as undici takes them: name, value, name, value… (no object to build per request). */
+export type HeaderList = string[];
+
+/** Why an incoming header is not forwarded as it came: dropped always, or unless the peer is a trusted proxy. */
+const ALWAYS = 1;
+const UNTRUSTED = 2;
+type Drop = typeof ALWAYS | typeof UNTRUSTED;
+/** One lookup per incoming header: the fixed lists merged with a route's `strip` set, built once per set. */
+const dropTables = new WeakMap<ReadonlySet<string>, ReadonlyMap<string, Drop>>();
+function dropTableOf(strip: ReadonlySet<string>): ReadonlyMap<string, Drop> {
+  let table = dropTables.get(strip);
+  if (table === undefined) {
+    const t = new Map<string, Drop>();
+    for (const name of CLIENT_ADDRESS) t.set(name, UNTRUSTED);
+    // x-fapi-interaction-id: certbound sends its own (the client's, when it is a UUID, or a new one) in `add`.
+    for (const name of [...HOP_BY_HOP, ...REWRITES, ...strip, 'host', 'forwarded', 'x-fapi-interaction-id']) t.set(name, ALWAYS);
+    dropTables.set(strip, (table = t));
+  }
+  return table;
+}
+
 /** The request headers the upstream receives. */
-export function upstreamRequestHeaders(input: ForwardedHeaderInput): Record<string, string | string[]> {
-  const { incoming, strip } = input;
+export function upstreamRequestHeaders(input: ForwardedHeaderInput): HeaderList {
+  const { incoming } = input;
+  const drop = dropTableOf(input.strip);
   const listed = connectionListed(incoming.connection);
-  const out: Record<string, string | string[]> = {};
+  const out: HeaderList = [];
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || strip.has(name) || listed?.has(name) || REWRITES.has(name)) continue;
-    if (!input.peerTrusted && CLIENT_ADDRESS.has(name)) continue;
-    if (name === 'host' || name.startsWith('x-forwarded-') || name === 'forwarded') continue;
-    out[name] = value;
+    const why = drop.get(name);
+    if (why === ALWAYS || (why === UNTRUSTED && !input.peerTrusted) || listed?.has(name)) continue;
+    // X-Forwarded-* are rebuilt below (kept from a trusted proxy only).
+    if (name.startsWith('x-forwarded-')) continue;
+    if (typeof value === 'string') out.push(name, value);
+    // Only set-cookie arrives as a list: one line per value, as it came.
+    else for (const v of value) out.push(name, v);
   }
-  if (input.keepUpgrade && incoming.upgrade) {
-    out.connection = 'upgrade';
-    out.upgrade = incoming.upgrade;
-  }
-  const host = incoming.host;
+  if (input.keepUpgrade && incoming.upgrade) out.push('connection', 'upgrade', 'upgrade', incoming.upgrade);
   const priorFor = input.peerTrusted ? incoming['x-forwarded-for'] : undefined;
-  out['x-forwarded-for'] = priorFor ? `${priorFor}, ${input.peer}` : input.peer;
-  out['x-forwarded-proto'] = (input.peerTrusted ? firstValue(incoming['x-forwarded-proto']) : undefined) ?? input.proto;
-  const fwdHost = (input.peerTrusted ? firstValue(incoming['x-forwarded-host']) : undefined) ?? host;
-  if (fwdHost) out['x-forwarded-host'] = fwdHost;
-  for (const name in input.add) out[name] = input.add[name] as string;
+  out.push('x-forwarded-for', priorFor ? `${priorFor}, ${input.peer}` : input.peer);
+  out.push('x-forwarded-proto', (input.peerTrusted ? firstValue(incoming['x-forwarded-proto']) : undefined) ?? input.proto);
+  const fwdHost = (input.peerTrusted ? firstValue(incoming['x-forwarded-host']) : undefined) ?? incoming.host;
+  if (fwdHost) out.push('x-forwarded-host', fwdHost);
+  for (let i = 0; i < input.add.length; i++) out.push(input.add[i] as string);
+  return out;
+}
+
+/** A header list as an object, a repeated name as a list (http-proxy, for upgrades, takes headers that way). */
+export function headerObject(list: HeaderList): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i] as string;
+    const value = list[i + 1] as string;
+    const prior = out[name];
+    out[name] = prior === undefined ? value : [...(typeof prior === 'string' ? [prior] : prior), value];
+  }
   return out;
 }
 

@@ -2,13 +2,14 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 import type { UpstreamConfig } from '../config/types.js';
-import { clientResponseHeaders } from './headers.js';
+import { clientResponseHeaders, type HeaderList } from './headers.js';
 
 export interface UpstreamCall {
   readonly method: string;
   /** Encoded path plus query. */
   readonly path: string;
-  readonly headers: Record<string, string | string[]>;
+  /** name, value, name, value… */
+  readonly headers: HeaderList;
   readonly body: IncomingMessage | undefined;
   /** Sent back to the client as `x-fapi-interaction-id`, replacing any the upstream set. */
   readonly interactionId: string;
@@ -32,6 +33,12 @@ export interface ForwardCompletion {
   failed(error: GatewayError): void;
 }
 
+/** A request on its way: the caller reports the client connection's `close` (one listener per response, the caller's). */
+export interface Forwarded {
+  /** The response's 'close' event: a client that went away before the response was complete aborts the upstream request. */
+  clientClosed(): void;
+}
+
 export interface Upstream {
   readonly config: UpstreamConfig;
   /**
@@ -40,7 +47,7 @@ export interface Upstream {
    * went out; a failure after that destroys the client connection, which is all HTTP allows.
    * Callbacks, not a promise: this runs once per request.
    */
-  forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): void;
+  forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded;
   close(): Promise<void>;
 }
 
@@ -62,11 +69,10 @@ export function createUpstream(config: UpstreamConfig): Upstream {
     pipelining: 1,
   });
 
-  function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): void {
-    pool.dispatch(
-      { method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null },
-      new Forwarding(call, res, completion, config.timeoutMs),
-    );
+  function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded {
+    const forwarding = new Forwarding(call, res, completion, config.timeoutMs);
+    pool.dispatch({ method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null }, forwarding);
+    return forwarding;
   }
 
   return { config, forward, close: () => pool.close() };
@@ -78,18 +84,15 @@ export function createUpstream(config: UpstreamConfig): Upstream {
  * request. Cheaper per request than `request` + `stream.pipeline`: no intermediate Readable, no
  * AbortController, no pipeline bookkeeping.
  */
-class Forwarding implements Dispatcher.DispatchHandler {
+class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
   private readonly started = performance.now();
   private controller: Dispatcher.DispatchController | undefined;
   /** The client went away before the response was complete. */
   private clientGone = false;
+  /** undici reported the end (or an error): nothing left to abort. */
+  private ended = false;
   private status = 0;
   private upstreamSeconds = 0;
-  private readonly onClose = (): void => {
-    if (this.res.writableFinished) return;
-    this.clientGone = true;
-    this.controller?.abort(new undiciErrors.RequestAbortedError());
-  };
 
   /** A client that stops reading must not hold an upstream connection for ever. */
   private stalled: NodeJS.Timeout | undefined;
@@ -102,7 +105,12 @@ class Forwarding implements Dispatcher.DispatchHandler {
   ) {
     // The client may have gone while the token was being checked: its 'close' already fired.
     if (res.destroyed) this.clientGone = true;
-    else res.once('close', this.onClose);
+  }
+
+  clientClosed(): void {
+    if (this.ended || this.res.writableFinished || this.clientGone) return;
+    this.clientGone = true;
+    this.controller?.abort(new undiciErrors.RequestAbortedError());
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -139,15 +147,15 @@ class Forwarding implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.ended = true;
     clearTimeout(this.stalled);
-    this.res.off('close', this.onClose);
     this.res.end();
     this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.ended = true;
     clearTimeout(this.stalled);
-    this.res.off('close', this.onClose);
     if (this.status === 0) {
       const kind = classify(error);
       // A client that left is not an upstream failure.

@@ -6,7 +6,7 @@ import HttpProxy from 'http-proxy';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { Config, LoadedFile } from '../config/types.js';
 import { compileGateway, type Gateway } from '../gateway.js';
-import { handle, handleUpgrade, type Observers } from '../pipeline.js';
+import { exchange, handleUpgrade, type Observers } from '../pipeline.js';
 import { createAdminServer, type Readiness } from './admin.js';
 import { logFields, summarize, type CertificateSummary } from './certificates.js';
 import { createAccessLog } from '../observability/logger.js';
@@ -138,9 +138,13 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     // The gateway is read once: a reload during this request does not change its rules.
     const current = gateway;
     hold(current);
-    connections.track(res, () => release(current));
     handling++;
-    handle(req, res, current, observers, handled);
+    const request = exchange(req, res, current, observers, handled);
+    connections.track(res, () => {
+      release(current);
+      request.closed();
+    });
+    request.start();
   });
   const connections = trackConnections(traffic, initial.listen.tls !== undefined);
   const proxy = HttpProxy.createProxyServer({ ws: true });

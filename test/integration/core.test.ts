@@ -96,6 +96,14 @@ t.test('token bound to A + certificate A → 200, forwarded with identity header
   t.equal(call0.authorization, `Basic ${Buffer.from('certbound:p%40ss%3Aword').toString('base64')}`);
 });
 
+t.test('an interaction id that is not a UUID is replaced: the client and the upstream see one new UUID', async (t) => {
+  const res = await call(`${gw.url}/ob/aisp/accounts`, { dispatcher: asA, headers: { ...bearer('tokA'), 'x-fapi-interaction-id': 'not-a-uuid' } });
+  t.equal(res.status, 200);
+  const minted = res.headers['x-fapi-interaction-id'];
+  t.match(minted, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  t.equal(upstream.seen.at(-1)!.headers['x-fapi-interaction-id'], minted, 'exactly the new id, the client value not appended');
+});
+
 t.test('the same token with certificate B → 401 invalid_token, nothing forwarded', async (t) => {
   const before = upstream.seen.length;
   const res = await call(`${gw.url}/ob/aisp/accounts`, { dispatcher: asB, headers: bearer('tokA') });

@@ -96,6 +96,23 @@ t.test('a client that leaves during introspection does not leak an upstream conn
   t.ok(Date.now() - started < 3000, 'the only upstream connection (connections: 1) was free');
 });
 
+t.test('a client that leaves while the upstream is still answering frees the upstream connection at once', async (t) => {
+  const gone = await startGateway(doc());
+  t.teardown(() => gone.close());
+  const port = Number(new URL(gone.url).port);
+  const seen = upstream.seen.length;
+  const s = netConnect(port, '127.0.0.1', () => {
+    s.write(`GET /narrow/slow HTTP/1.1\r\nhost: x\r\nauthorization: Bearer tok\r\nx-wso2-client-certificate: ${cert['x-wso2-client-certificate']}\r\n\r\n`);
+  });
+  // The upstream has the request (and never answers it); then the client goes.
+  while (upstream.seen.length === seen) await new Promise((r) => setTimeout(r, 10));
+  s.destroy();
+  const started = Date.now();
+  const next = await call(`${gone.url}/narrow/small`, { headers: { authorization: 'Bearer tok', ...cert } });
+  t.equal(next.status, 200);
+  t.ok(Date.now() - started < 5000, `the only upstream connection (connections: 1, timeout_ms: 20000) was freed (${Date.now() - started} ms)`);
+});
+
 t.test('a client that stops reading releases the upstream connection after timeout_ms', async (t) => {
   const stalled = await startGateway(doc({ upstreams: { bank: upstream.url, narrow: { url: upstream.url, connections: 1, timeout_ms: 500 } } }));
   t.teardown(() => stalled.close());

@@ -26,7 +26,11 @@ async function harness(t: Test, pipeline: typeof import('../../src/pipeline.js')
   const log = { error: (line: unknown) => void errors.push(line), isLevelEnabled: () => true } as unknown as Logger;
   const obs: Observers = { metrics: createMetrics({ defaultMetrics: false }), log, access };
   let done = 0;
-  const server = await serve((req, res) => pipeline.handle(req, res, gateway, obs, () => void done++));
+  const server = await serve((req, res) => {
+    const request = pipeline.exchange(req, res, gateway, obs, () => void done++);
+    res.on('close', () => request.closed());
+    request.start();
+  });
   t.teardown(() => server.close());
   return { url: server.url, errors, done: () => done };
 }

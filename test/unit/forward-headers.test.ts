@@ -1,0 +1,56 @@
+import t from 'tap';
+import { clientResponseHeaders, headerObject, upstreamRequestHeaders, type ForwardedHeaderInput } from '../../src/forward/headers.js';
+
+const base: ForwardedHeaderInput = {
+  incoming: {},
+  strip: new Set(['authorization', 'x-certbound-client-id']),
+  add: ['x-fapi-interaction-id', 'id-1'],
+  peer: '10.0.0.9',
+  peerTrusted: false,
+  proto: 'https',
+};
+const forwarded = (input: Partial<ForwardedHeaderInput>) => upstreamRequestHeaders({ ...base, ...input });
+
+t.test('the list the upstream receives: name, value pairs, certbound’s own headers last', async (t) => {
+  const list = forwarded({ incoming: { host: 'api.bank', accept: 'application/json', authorization: 'Bearer x', 'x-certbound-client-id': 'spoofed' } });
+  t.same(list, ['accept', 'application/json', 'x-forwarded-for', '10.0.0.9', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'api.bank', 'x-fapi-interaction-id', 'id-1']);
+});
+
+t.test('dropped: hop-by-hop, Connection-listed, rewrites, the client’s interaction id; client-address headers unless trusted', async (t) => {
+  const incoming = {
+    connection: 'close, x-secret', 'x-secret': '1', te: 'trailers', 'transfer-encoding': 'chunked', expect: '100-continue',
+    'x-original-url': '/admin', 'x-http-method-override': 'DELETE', 'x-fapi-interaction-id': 'client-made', forwarded: 'for=6.6.6.6',
+    'x-real-ip': '6.6.6.6', 'x-kept': 'yes',
+  };
+  const untrusted = headerObject(forwarded({ incoming }));
+  t.same(Object.keys(untrusted).sort(), ['x-fapi-interaction-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-kept']);
+  t.equal(untrusted['x-fapi-interaction-id'], 'id-1', 'only certbound’s interaction id');
+  const trusted = headerObject(forwarded({ incoming, peerTrusted: true }));
+  t.equal(trusted['x-real-ip'], '6.6.6.6', 'kept from a trusted proxy');
+});
+
+t.test('X-Forwarded-*: replaced for an untrusted peer, extended from a trusted proxy', async (t) => {
+  const incoming = { host: 'gw.local', 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'api.bank', 'x-forwarded-port': '443' };
+  const untrusted = headerObject(forwarded({ incoming }));
+  t.same([untrusted['x-forwarded-for'], untrusted['x-forwarded-proto'], untrusted['x-forwarded-host'], untrusted['x-forwarded-port']], ['10.0.0.9', 'https', 'gw.local', undefined]);
+  const trusted = headerObject(forwarded({ incoming, peerTrusted: true }));
+  t.same([trusted['x-forwarded-for'], trusted['x-forwarded-proto'], trusted['x-forwarded-host']], ['1.2.3.4, 10.0.0.9', 'http', 'api.bank']);
+});
+
+t.test('a header that arrived as a list (set-cookie) goes out one line per value; headerObject joins them back', async (t) => {
+  const list = forwarded({ incoming: { 'set-cookie': ['a=1', 'b=2'] } });
+  t.same(list.slice(0, 4), ['set-cookie', 'a=1', 'set-cookie', 'b=2']);
+  t.same(headerObject(list)['set-cookie'], ['a=1', 'b=2']);
+  t.same(headerObject(['x', '1', 'x', '2', 'x', '3']).x, ['1', '2', '3']);
+});
+
+t.test('an upgrade keeps Connection: upgrade and Upgrade only when asked', async (t) => {
+  const incoming = { connection: 'Upgrade', upgrade: 'websocket' };
+  t.same(headerObject(forwarded({ incoming, keepUpgrade: true })).upgrade, 'websocket');
+  t.equal(headerObject(forwarded({ incoming, keepUpgrade: true })).connection, 'upgrade');
+  t.equal(headerObject(forwarded({ incoming })).upgrade, undefined);
+});
+
+t.test('response headers: hop-by-hop and Connection-listed removed', async (t) => {
+  t.same(clientResponseHeaders({ connection: 'keep-alive, x-hop', 'x-hop': '1', 'keep-alive': 'timeout=5', 'content-type': 'text/plain', 'x-none': undefined }), { 'content-type': 'text/plain' });
+});
