@@ -1,5 +1,8 @@
 // Ad-hoc A/B runs while tuning (not part of `npm run bench`): `npx tsx bench/quick.ts [scenario…]`.
-// Scenarios: pass, none-warn, none-info, cbt-warn, cbt-info. BENCH_SECONDS (5), BENCH_WARMUP (2).
+// Scenarios: pass, none-warn, none-info, cbt-warn, cbt-info; `name:X` runs the server with CB_EXP=X
+// (for a temporary experiment switch in src/). A repeated scenario is run again (alternate them:
+// `pass cbt-info pass cbt-info …`); the medians and the ratio to `pass` are printed at the end.
+// BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_LOG_FILE (default: a file per scenario).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';

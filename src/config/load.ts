@@ -375,6 +375,8 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
     signedIntrospection,
     requireTokenType: s.bool('require_token_type', false),
     ...(jwksUri ? { jwksUri } : {}),
+    jwksCooldownSeconds: s.int('jwks_cooldown_seconds', 30, 0, 3600),
+    jwksMaxAgeSeconds: s.int('jwks_max_age_seconds', 600, 1, 86400),
     ...(audience ? { audience } : {}),
     allowedAlgorithms,
     cache,

@@ -100,6 +100,10 @@ export interface AuthorizationServerConfig {
   /** RFC 9701: ask for `application/token-introspection+jwt` and verify it. */
   readonly signedIntrospection: boolean;
   readonly jwksUri?: string;
+  /** After a JWKS fetch, the least time before the next one (an unknown `kid`, or retries while the keys never loaded). */
+  readonly jwksCooldownSeconds: number;
+  /** Keys older than this are fetched again on the next token that needs them. */
+  readonly jwksMaxAgeSeconds: number;
   readonly audience?: string;
   readonly allowedAlgorithms: readonly string[];
   readonly cache: TokenCacheConfig;

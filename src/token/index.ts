@@ -45,7 +45,7 @@ export function createTokenValidator(
         retryAfterSeconds: config.retryAfterSeconds,
         clock,
         ...(metrics ? { metrics } : {}),
-        ...(deps.jwks ? { tuning: deps.jwks } : {}),
+        tuning: { cooldownMs: config.jwksCooldownSeconds * 1000, cacheMaxAgeMs: config.jwksMaxAgeSeconds * 1000, ...deps.jwks },
       })
     : undefined;
 

@@ -5,9 +5,9 @@ import { unavailable } from './claims.js';
 import { send } from './http.js';
 
 export interface KeySetTuning {
-  /** After a refetch, an unknown `kid` waits this long before triggering another. Default 30 s. */
+  /** After a fetch, an unknown `kid` (or a retry while the keys never loaded) waits this long before another. Default 30 s (`jwks_cooldown_seconds`). */
   readonly cooldownMs?: number;
-  /** Keys are refetched when older than this. Default 10 min. */
+  /** Keys are fetched again when older than this. Default 10 min (`jwks_max_age_seconds`). */
   readonly cacheMaxAgeMs?: number;
 }
 

@@ -123,6 +123,24 @@ t.test('a cooldown bounds refetches for unknown kids', async (t) => {
   t.equal(jwks.fetches(), 1, 'default 30 s cooldown: no refetch storm');
 });
 
+t.test('jwks_cooldown_seconds and jwks_max_age_seconds come from the configuration', async (t) => {
+  const key = await signingKey('k1');
+  const jwks = await jwksServer([key]);
+  t.teardown(jwks.close);
+  const v = createTokenValidator(config({ jwksUri: jwks.url, audience: AUDIENCE, jwksCooldownSeconds: 0, jwksMaxAgeSeconds: 1 }), 'jwt', {});
+  t.teardown(() => v.close());
+  await until(() => v.ready());
+  for (let i = 0; i < 3; i++) {
+    t.equal(await codeOf(v.validate(await sign({ ...key, kid: `forged-${i}` }, claims(Date.now())))), 'invalid_token');
+  }
+  t.equal(jwks.fetches(), 4, 'cooldown 0: every unknown kid refetches');
+  t.equal(await codeOf(v.validate(await sign(key, claims(Date.now(), { jti: 'fresh-1' })))), 'ok');
+  t.equal(jwks.fetches(), 4, 'keys younger than the max age are used as they are');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.equal(await codeOf(v.validate(await sign(key, claims(Date.now(), { jti: 'fresh-2' })))), 'ok');
+  t.equal(jwks.fetches(), 5, 'keys older than jwks_max_age_seconds are fetched again');
+});
+
 t.test('JWKS unavailable: as_unavailable, not ready, retried by ready()', async (t) => {
   const key = await signingKey('k1');
   let mode: 'down' | 'garbage' | 'notjwks' | 'up' = 'down';

@@ -37,6 +37,8 @@ t.test('defaults are applied and values normalized', async (t) => {
   t.equal(c.authorizationServer?.cache.maxTtlSeconds, 60);
   t.equal(c.authorizationServer?.cache.negativeTtlSeconds, 0);
   t.same(c.authorizationServer?.allowedAlgorithms, ['PS256', 'ES256', 'EdDSA']);
+  t.equal(c.authorizationServer?.jwksCooldownSeconds, 30);
+  t.equal(c.authorizationServer?.jwksMaxAgeSeconds, 600);
   t.same(c.logging, { level: 'info', flushIntervalMs: 100 });
   const r = c.routes[0];
   t.equal(r?.pathPrefix, '/ob/aisp');
@@ -111,6 +113,12 @@ t.test('cross-section rules', async (t) => {
     'authorization_server.jwks_uri: is required',
     'authorization_server.allowed_algorithms[1]: "HS256" is not allowed: access tokens must be signed with an asymmetric key',
     'authorization_server.allowed_algorithms[2]: "none" is not allowed: access tokens must be signed with an asymmetric key',
+  ]);
+  const jwksTuning = minimal() as Record<string, unknown>;
+  jwksTuning.authorization_server = { ...(minimal().authorization_server), jwks_cooldown_seconds: -1, jwks_max_age_seconds: 0 };
+  t.same(problems(jwksTuning), [
+    'authorization_server.jwks_cooldown_seconds: must be an integer from 0 to 3600',
+    'authorization_server.jwks_max_age_seconds: must be an integer from 1 to 86400',
   ]);
   const tlsVerify = minimal() as Record<string, unknown>;
   tlsVerify.client_certificate = { source: 'tls', verify: { require_client_auth_eku: true } };
