@@ -3,7 +3,7 @@ import { codeOf } from '../helpers/codes.js';
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { checkBinding, checkScopes } from '../../src/binding.js';
-import { sameThumbprint, thumbprintOf } from '../../src/certificate/thumbprint.js';
+import { sameBytes, thumbprintOf } from '../../src/certificate/thumbprint.js';
 import { GatewayError } from '../../src/errors.js';
 import type { TokenClaims } from '../../src/token/types.js';
 
@@ -31,10 +31,23 @@ t.test('binding fails closed', async (t) => {
   }
 });
 
-t.test('sameThumbprint', async (t) => {
-  t.ok(sameThumbprint('abc', 'abc'));
-  t.notOk(sameThumbprint('abc', 'abd'));
-  t.notOk(sameThumbprint('abc', 'abcd'));
+t.test('sameBytes', async (t) => {
+  const b = (s: string) => Buffer.from(s);
+  t.ok(sameBytes(b('abc'), b('abc')));
+  t.notOk(sameBytes(b('abc'), b('abd')));
+  t.notOk(sameBytes(b('abc'), b('abcd')));
+  t.notOk(sameBytes(b('abcd'), b('abc')));
+});
+
+t.test('the same claims and certificate objects, checked again in other pairings, give the same answers', async (t) => {
+  const bound = claims();
+  const other = { thumbprint: 'B4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0', x509 };
+  for (let i = 0; i < 2; i++) {
+    t.equal(checkBinding(bound, { present: true, certificate }), certificate);
+    t.equal(code(() => checkBinding(bound, { present: true, certificate: other })), 'certificate_mismatch');
+    t.equal(checkBinding(claims({ x5tS256: other.thumbprint }), { present: true, certificate: other }), other);
+    t.equal(code(() => checkBinding(claims({ x5tS256: other.thumbprint }), { present: true, certificate })), 'certificate_mismatch');
+  }
 });
 
 t.test('scopes: every required scope must be granted', async (t) => {
