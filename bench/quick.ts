@@ -2,9 +2,9 @@
 // Scenarios: pass, none-warn, none-info, cbt-warn, cbt-info; `name:X` runs the server with CB_EXP=X
 // (for a temporary experiment switch in src/). A repeated scenario is run again (alternate them:
 // `pass cbt-info pass cbt-info …`); the medians and the ratio to `pass` are printed at the end.
-// BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_LOG_FILE (default: a file per scenario).
+// BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_LOG_FILE (default: a file per scenario on /dev/shm); `cbt-info:devnull` logs to /dev/null.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoPki } from '../src/dev/pki.js';
@@ -17,6 +17,8 @@ const PROFILE_DIR = process.env.BENCH_PROFILE;
 const scenarios = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['pass', 'none-warn', 'cbt-warn', 'cbt-info'];
 if (!process.env.BENCH_NO_COMPILE) compile();
 const dir = mkdtempSync(join(tmpdir(), 'certbound-quick-'));
+// Access logs on tmpfs, as in bench/run.ts (the VM disk's writeback would compete for the CPUs), deleted per run.
+const logDir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'certbound-quick-logs-'));
 const pki = await writeDemoPki(join(dir, 'pki'));
 const upstream = await startChild<{ port: number }>('servers/upstream.ts', {});
 const as = await startChild<{ port: number }>('servers/as.ts', { thumbprint: pki.tppA.thumbprint, delayMs: 5 });
@@ -59,7 +61,7 @@ for (const name of scenarios) {
     ? await startChild<{ port: number }>('servers/passthrough.ts', { upstream: upstreamUrl }, nodeArgs)
     : await startChild<{ port: number }>('servers/gateway.ts', {
         baseDir: dir,
-        logFile: process.env.BENCH_LOG_FILE ?? join(dir, `${name}.log`),
+        logFile: experiment === 'devnull' ? '/dev/null' : (process.env.BENCH_LOG_FILE ?? join(logDir, `${name.replace(':', '-')}.log`)),
         doc: {
           listen: { host: '127.0.0.1', port: 0 },
           admin: { host: '127.0.0.1', port: 0 },
@@ -99,7 +101,9 @@ for (const name of scenarios) {
   results.set(name, [...(results.get(name) ?? []), { rps: r.rps, cpu: cpuPerRequestUs }]);
   console.log(`${name.padEnd(10)} ${Math.round(r.rps).toString().padStart(6)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request (upstream ${upstreamUs.toFixed(1)}, machine ${machineUs.toFixed(1)})  ${switchesPer1000.toFixed(0)} cs/1000 req  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.non2xx + r.socketErrors}  rss ${Math.round(server.peakRssMb())} MiB`);
   await server.stop();
+  for (const f of readdirSync(logDir)) rmSync(join(logDir, f), { force: true });
 }
+rmSync(logDir, { recursive: true, force: true });
 await upstream.stop();
 await as.stop();
 const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
