@@ -36,9 +36,13 @@ function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 
 /** Starts `node [nodeArgs] <compiled bench/<script>> <json arg>` and waits for its first JSON line. */
 export async function startChild<T>(script: string, arg: unknown, nodeArgs: readonly string[] = []): Promise<Child<T>> {
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, `${COMPILED_BENCH_DIR}${script.replace(/\.ts$/, '.js')}`, JSON.stringify(arg)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const argv = [...nodeArgs, `${COMPILED_BENCH_DIR}${script.replace(/\.ts$/, '.js')}`, JSON.stringify(arg)];
+  // BENCH_GATEWAY_CGROUP: a cgroup directory (e.g. a memory cgroup with the pod's limit) that the
+  // certbound process joins before node starts, so V8 sizes its heap as it would in the container.
+  const cgroup = script === 'servers/gateway.ts' ? process.env.BENCH_GATEWAY_CGROUP : undefined;
+  const child: ChildProcess = cgroup
+    ? spawn('sh', ['-c', 'echo $$ > "$CGROUP/cgroup.procs" && exec "$0" "$@"', process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CGROUP: cgroup } })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const rl = createInterface({ input: child.stdout! });
   const later: unknown[] = [];

@@ -50,6 +50,7 @@ t.test('Dockerfile', async (t) => {
   t.ok(runtime.some((i) => i.cmd === 'COPY' && /--from=build\s+\S*dist\b/.test(i.args)), 'runtime: copies dist from build');
   t.notOk(runtime.some((i) => i.cmd === 'COPY' && /\bsrc\b/.test(i.args)), 'runtime: no sources');
   t.ok(runtime.some((i) => i.cmd === 'ENV' && /NODE_ENV=production/.test(i.args)), 'NODE_ENV=production');
+  t.ok(runtime.some((i) => i.cmd === 'ENV' && /NODE_OPTIONS="[^"]*--max-semi-space-size=8[^"]*"/.test(i.args)), 'young generation sized for throughput under the memory limit');
 
   const users = runtime.filter((i) => i.cmd === 'USER');
   t.equal(users.length, 1, 'runtime sets USER once');
