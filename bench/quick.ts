@@ -4,11 +4,11 @@
 // `pass cbt-info pass cbt-info …`); the medians and the ratio to `pass` are printed at the end.
 // BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_LOG_FILE (default: a file per scenario on /dev/shm); `cbt-info:devnull` logs to /dev/null.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoPki } from '../src/dev/pki.js';
-import { compile, startChild } from './lib/proc.js';
+import { compile, logDirectory, startChild } from './lib/proc.js';
 import { wrk } from './lib/wrk.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -17,8 +17,8 @@ const PROFILE_DIR = process.env.BENCH_PROFILE;
 const scenarios = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['pass', 'none-warn', 'cbt-warn', 'cbt-info'];
 if (!process.env.BENCH_NO_COMPILE) compile();
 const dir = mkdtempSync(join(tmpdir(), 'certbound-quick-'));
-// Access logs on tmpfs, as in bench/run.ts (the VM disk's writeback would compete for the CPUs), deleted per run.
-const logDir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'certbound-quick-logs-'));
+// Access logs on tmpfs (logDirectory), deleted after each run.
+const logDir = logDirectory('certbound-quick-logs-');
 const pki = await writeDemoPki(join(dir, 'pki'));
 const upstream = await startChild<{ port: number }>('servers/upstream.ts', {});
 const as = await startChild<{ port: number }>('servers/as.ts', { thumbprint: pki.tppA.thumbprint, delayMs: 5 });

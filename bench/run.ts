@@ -5,7 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoPki } from '../src/dev/pki.js';
 import type { LoadResult, LoadSpec } from './load/generate.js';
-import { compile, startChild, runChild, type Child } from './lib/proc.js';
+import { compile, logDirectory, startChild, runChild, type Child } from './lib/proc.js';
 import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
@@ -25,10 +25,8 @@ const TARGET_ADDED_P99_MS = 1;
 
 compile();
 const dir = mkdtempSync(join(tmpdir(), 'certbound-bench-'));
-// certbound's access log goes to tmpfs, standing in for stdout's pipe, and is deleted after each
-// run: on the VM's disk, ~130 MB per 13-s run (1 GB per bench) made the kernel's writeback compete
-// with the measured processes for the two vCPUs (BENCHMARKS.md, Notes).
-const logDir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'certbound-bench-logs-'));
+// certbound's access log goes to tmpfs (logDirectory) and each file is deleted after its run.
+const logDir = logDirectory('certbound-bench-logs-');
 let logBytes = 0;
 const pki = await writeDemoPki(join(dir, 'pki'));
 const certificateHeader = encodeURIComponent(pki.tppA.certPem);

@@ -1,11 +1,20 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
 /** Where bench/tsconfig.json compiles src/ and bench/: children run this JavaScript, not tsx. */
 const COMPILED_BENCH_DIR = fileURLToPath(new URL('../../node_modules/.cache/certbound-bench/bench/', import.meta.url));
+
+/**
+ * A fresh directory on tmpfs (/dev/shm when there is one) for certbound's access logs, standing in
+ * for stdout's pipe: on the VM's disk, a run's ~130 MB of log made the kernel's writeback compete
+ * with the measured processes for the CPUs (BENCHMARKS.md, fourth round).
+ */
+export const logDirectory = (prefix: string): string => mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), prefix));
 
 /** Compiles src/ and bench/ (tsc, a few seconds); throws on a type error. */
 export function compile(): void {

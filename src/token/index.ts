@@ -15,7 +15,8 @@ export interface TokenValidatorDeps {
   readonly clock?: () => number;
   /** Failed introspection calls are logged here: the client only ever sees `as_unavailable`. */
   readonly logger?: WarningLogger;
-  readonly jwks?: KeySetTuning;
+  /** Tests: JWKS timing in ms, overriding the configured seconds. */
+  readonly jwks?: Partial<KeySetTuning>;
 }
 
 /** The validator with its cache exposed, for tests that inspect what is stored. */

@@ -4,11 +4,12 @@ import type { Metrics } from '../observability/metrics.js';
 import { unavailable } from './claims.js';
 import { send } from './http.js';
 
+/** From `jwks_cooldown_seconds` and `jwks_max_age_seconds` (their defaults live in the config loader). */
 export interface KeySetTuning {
-  /** After a fetch, an unknown `kid` (or a retry while the keys never loaded) waits this long before another. Default 30 s (`jwks_cooldown_seconds`). */
-  readonly cooldownMs?: number;
-  /** Keys are fetched again when older than this. Default 10 min (`jwks_max_age_seconds`). */
-  readonly cacheMaxAgeMs?: number;
+  /** After a fetch, an unknown `kid` (or a retry while the keys never loaded) waits this long before another. */
+  readonly cooldownMs: number;
+  /** Keys are fetched again when older than this. */
+  readonly cacheMaxAgeMs: number;
 }
 
 export interface KeySet {
@@ -33,9 +34,9 @@ export function createKeySet(opts: {
   retryAfterSeconds: number;
   metrics?: Metrics;
   clock: () => number;
-  tuning?: KeySetTuning;
+  tuning: KeySetTuning;
 }): KeySet {
-  const cooldownMs = opts.tuning?.cooldownMs ?? 30_000;
+  const { cooldownMs, cacheMaxAgeMs } = opts.tuning;
   const fetchKeySet: FetchImplementation = async (url, init) => {
     try {
       const res = await send(opts.dispatcher, url, { method: 'GET', headers: Object.fromEntries(init.headers), signal: init.signal });
@@ -54,7 +55,7 @@ export function createKeySet(opts: {
   const remote = createRemoteJWKSet(new URL(opts.jwksUri), {
     timeoutDuration: opts.timeoutMs,
     cooldownDuration: cooldownMs,
-    cacheMaxAge: opts.tuning?.cacheMaxAgeMs ?? 600_000,
+    cacheMaxAge: cacheMaxAgeMs,
     [customFetch]: fetchKeySet,
   });
 
