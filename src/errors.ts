@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'no_route'
   | 'method_not_allowed'
   | 'bad_request'
+  | 'too_many_headers'
+  | 'request_timeout'
   // bearer token
   | 'missing_token'
   | 'malformed_token'
@@ -30,14 +32,15 @@ export type ErrorCode =
   // dependencies
   | 'as_unavailable'
   | 'upstream_unavailable'
-  | 'upstream_timeout';
+  | 'upstream_timeout'
+  | 'upstream_overloaded';
 
 export interface ErrorDetails {
   /** Scopes the route requires, for `insufficient_scope`. */
   readonly scope?: readonly string[];
   /** Methods the route allows, for `method_not_allowed`. */
   readonly allow?: readonly string[];
-  /** Seconds before retrying, for `as_unavailable`. */
+  /** Seconds before retrying, for `as_unavailable` and `upstream_overloaded`. */
   readonly retryAfter?: number;
   /** The route that matched the path, for `method_not_allowed` (metrics and logs only). */
   readonly route?: string;

@@ -68,6 +68,15 @@ export async function main(argv: readonly string[]): Promise<void> {
 
   const log = createLogger(config.logging.level, logDestination(config.logging.flushIntervalMs));
   const metrics = createMetrics();
+  // The last guard: an error no request path caught is a bug, but a process that exits on it takes
+  // every in-flight request of the pod along, and a client that can trigger it can keep every replica
+  // restarting. Logged (with its stack, never request data) and counted; the process keeps serving.
+  const uncaught = (kind: string) => (error: unknown): void => {
+    metrics.uncaughtErrors.inc();
+    log.error({ msg: `${kind}; still serving`, err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error) });
+  };
+  process.on('uncaughtException', uncaught('uncaught exception'));
+  process.on('unhandledRejection', uncaught('unhandled rejection'));
   // SIGHUP's default action ends the process: take it over before anything can send one.
   let runtime: Runtime | undefined;
   process.on('SIGHUP', () => void runtime?.reload('SIGHUP'));

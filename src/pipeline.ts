@@ -15,6 +15,7 @@ import { headerObject, upstreamRequestHeaders } from './forward/headers.js';
 import type { ForwardCompletion, Forwarded, ForwardOutcome, Upstream, UpstreamErrorKind } from './forward/upstream.js';
 import { errorResponse } from './respond.js';
 import { uuidV4 } from './uuid.js';
+import { checkRequestShape } from './request-shape.js';
 import type { Metrics } from './observability/metrics.js';
 import type { CounterSeries, HistogramSeries } from './observability/series.js';
 import type { AccessLine, Logger } from './observability/logger.js';
@@ -204,6 +205,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
 
   start(): void {
     try {
+      checkRequestShape(this.req, this.gateway.config.listen.maxHeaders);
       const match = this.gateway.route(this.method, this.req.url ?? '/');
       this.route = match.route;
       const authorized = authorize(this.req, match.route, match.target, this.gateway);
@@ -306,7 +308,7 @@ function fail(error: unknown, res: ServerResponse, route: RouteConfig | undefine
   const response = gatewayError
     ? errorResponse(gatewayError, route?.auth, gateway.config.realm)
     : INTERNAL_ERROR;
-  res.writeHead(response.status, { ...response.headers, 'x-fapi-interaction-id': interactionId });
+  res.writeHead(response.status, { ...response.headers, 'x-fapi-interaction-id': interactionId, 'content-length': Buffer.byteLength(response.body) });
   res.end(response.body);
   return { status: response.status, reason: gatewayError?.code ?? ('internal' as const) };
 }
@@ -412,6 +414,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   let status = 101;
   let reason: ErrorCode | 'internal' | undefined;
   try {
+    checkRequestShape(req, gateway.config.listen.maxHeaders);
     const match = gateway.route(method, req.url ?? '/');
     route = match.route;
     // Only WebSocket upgrades are tunnelled (http-proxy drops anything else without an answer).

@@ -22,6 +22,8 @@ const API: Record<ErrorCode, Shape> = {
   no_route: s(404, 'not_found'),
   method_not_allowed: s(405, 'method_not_allowed'),
   bad_request: s(400, 'invalid_request'),
+  too_many_headers: s(431, 'invalid_request'),
+  request_timeout: s(408, 'request_timeout'),
   missing_token: s(401, 'invalid_request', true),
   malformed_token: s(400, 'invalid_request', true),
   token_in_query: s(400, 'invalid_request', true),
@@ -42,6 +44,7 @@ const API: Record<ErrorCode, Shape> = {
   as_unavailable: s(503, 'temporarily_unavailable'),
   upstream_unavailable: s(502, 'bad_gateway'),
   upstream_timeout: s(504, 'gateway_timeout'),
+  upstream_overloaded: s(503, 'temporarily_unavailable'),
 };
 
 /**
@@ -75,6 +78,8 @@ export function errorResponse(error: GatewayError, auth: AuthMode | undefined, r
   }
   if (error.details.allow) headers.allow = error.details.allow.join(', ');
   if (error.details.retryAfter !== undefined) headers['retry-after'] = String(error.details.retryAfter);
+  // The rest of a stalled body is not worth waiting for: the connection ends with this answer.
+  if (error.code === 'request_timeout') headers.connection = 'close';
   const body = JSON.stringify({ error: error.code === 'missing_token' ? 'unauthorized' : shape.oauth, error_description: description });
   return { status: shape.status, headers, body };
 }

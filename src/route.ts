@@ -8,6 +8,8 @@ export interface Target {
   readonly encodedPath: string;
   /** Raw query string including the leading `?`, or ''. */
   readonly query: string;
+  /** The path holds `%25` and two hex digits: an octet encoded twice, which an upstream that decodes twice reads as another path. */
+  readonly doubleEncoded?: true;
 }
 
 export interface Match {
@@ -79,7 +81,7 @@ export function parseTarget(url: string): Target {
   const trailing = decoded.length > 1 && decoded.endsWith('/') && segments.length > 0 ? '/' : '';
   const path = `/${segments.join('/')}${trailing}`;
   const encodedPath = `/${segments.map(encodeSegment).join('/')}${trailing}`;
-  return { path, encodedPath, query };
+  return { path, encodedPath, query, ...(/%25[0-9A-Fa-f]{2}/.test(rawPath) ? { doubleEncoded: true as const } : {}) };
 }
 
 /** The form a `path_prefix` must already be in; undefined when it is not a clean absolute path. */
@@ -105,6 +107,9 @@ export function createRouter(routes: readonly RouteConfig[]): Router {
     const target = parseTarget(url);
     const route = table.find((r) => under(target.path, r.pathPrefix));
     if (!route) throw new GatewayError('no_route', 'no route for this path');
+    if (target.doubleEncoded && !route.allowDoubleEncoding) {
+      throw new GatewayError('bad_path', 'path contains a double-encoded octet (%25 and two hex digits)');
+    }
     if (!route.methods.includes(method)) {
       throw new GatewayError('method_not_allowed', `method ${method} is not allowed on this route`, { allow: route.methods, route: route.name });
     }

@@ -13,6 +13,8 @@ export interface FormatOptions {
   /** `pem` only: the value is percent-encoded. */
   readonly encoded: boolean;
   readonly xfccElement: 'first' | 'last';
+  /** XFCC values with more elements are refused. */
+  readonly xfccMaxElements: number;
 }
 
 const PLACEHOLDER = /^\{[^{}]*\}$/;
@@ -32,7 +34,7 @@ const CHAIN = 'certificate chain header';
 /** Decodes the certificate header's value, and the chain header's when there is one. */
 export function decodeCertificates(options: FormatOptions, value: string, chainValue: string | undefined): Decoded {
   const { format, encoded } = options;
-  if (format === 'xfcc') return decodeXfcc(value, options.xfccElement);
+  if (format === 'xfcc') return decodeXfcc(value, options.xfccElement, options.xfccMaxElements);
   const [leaf, ...rest] = decodeValue(format, encoded, value, WHAT);
   const chain = chainValue === undefined || isNoCertificateValue(chainValue) ? [] : decodeChain(format, encoded, chainValue);
   const all = [...rest, ...chain];
@@ -92,8 +94,13 @@ function traefikItem(item: string, what: string): Buffer[] {
 const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
 
 /** Envoy XFCC: `Cert` (URL-encoded PEM), `Chain` (leaf first) and `Hash` (hex SHA-256 of the leaf). */
-function decodeXfcc(value: string, which: 'first' | 'last'): Decoded {
+function decodeXfcc(value: string, which: 'first' | 'last', maxElements: number): Decoded {
   const elements = parseXfcc(value);
+  // Envoy writes URI and DNS SANs unquoted: a SAN holding `,Cert=…` reads as one more element.
+  // Edge Envoy with SANITIZE_SET sends exactly one; anything else needs an explicit xfcc_max_elements.
+  if (elements.length > maxElements) {
+    throw malformed(`XFCC has ${elements.length} elements; at most ${maxElements} accepted (client_certificate.xfcc_max_elements)`);
+  }
   // parseXfcc returns at least one element.
   const element = (which === 'first' ? elements[0] : elements[elements.length - 1])!;
   const cert = element.get('cert')?.[0];

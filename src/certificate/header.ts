@@ -108,7 +108,7 @@ function notVerified(name: string, verdict: string | undefined): CertificateResu
 }
 
 function createParser(config: ClientCertificateConfig, verify: CertificateVerifier): (value: string, chain: string | undefined) => Parsed {
-  const options: FormatOptions = { format: config.format, encoded: config.encoded, xfccElement: config.xfccElement };
+  const options: FormatOptions = { format: config.format, encoded: config.encoded, xfccElement: config.xfccElement, xfccMaxElements: config.xfccMaxElements };
   return (value, chainValue) => {
     try {
       const decoded = decodeCertificates(options, value, chainValue);

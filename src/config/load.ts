@@ -250,14 +250,22 @@ function loadListen(s: Section): ListenConfig {
     t.done();
     if (cert && key) tls = { cert, key, minVersion, ciphers, ...(clientCa ? { clientCa } : {}) };
   } else s.raw('tls');
+  const requestTimeoutMs = s.int('request_timeout_ms', 300000, 0, 3600000);
   const out: ListenConfig = {
     host,
     port,
     ...(tls ? { tls } : {}),
     maxHeaderBytes: s.int('max_header_bytes', 32768, 1024, 1048576),
+    maxHeaders: s.int('max_headers', 100, 1, 10000),
+    maxConnections: s.int('max_connections', 2048, 1, 1000000),
     keepAliveTimeoutMs: s.int('keep_alive_timeout_ms', 65000, 0, 3600000),
-    requestTimeoutMs: s.int('request_timeout_ms', 300000, 0, 3600000),
+    requestTimeoutMs,
+    // Default 10 s, or the request timeout when that is shorter (Node refuses a longer one).
+    headersTimeoutMs: s.int('headers_timeout_ms', Math.min(10000, requestTimeoutMs || 10000), 1, 3600000),
   };
+  if (out.requestTimeoutMs !== 0 && out.headersTimeoutMs > out.requestTimeoutMs) {
+    s.problem('headers_timeout_ms', `must not exceed request_timeout_ms (${out.requestTimeoutMs})`);
+  }
   s.done();
   return out;
 }
@@ -274,6 +282,7 @@ function loadClientCertificate(s: Section): ClientCertificateConfig {
   const encoded = s.bool('client_certificate_encode', preset?.encoded ?? true);
   const chainHeader = s.headerName('chain_header') ?? preset?.chainHeader;
   const xfccElement = s.oneOf('xfcc_element', ['first', 'last'] as const, 'last');
+  const xfccMaxElements = s.int('xfcc_max_elements', 1, 1, 64);
   const verifyName = s.headerName('verify_header') ?? preset?.verifyHeader?.name;
   const verifySuccess = s.strings('verify_header_value', preset?.verifyHeader?.success ?? ['SUCCESS']);
   const trustedProxies = s.strings('trusted_proxies', []);
@@ -305,6 +314,7 @@ function loadClientCertificate(s: Section): ClientCertificateConfig {
     encoded,
     ...(chainHeader ? { chainHeader } : {}),
     xfccElement,
+    xfccMaxElements,
     ...(verifyName ? { verifyHeader: { name: verifyName, success: verifySuccess } } : {}),
     trustedProxies,
     untrustedHeader,
@@ -409,6 +419,7 @@ function loadUpstreams(value: unknown, problems: string[], baseDir: string): Map
       url: origin ?? '',
       timeoutMs: u.int('timeout_ms', 30000, 1, 3600000),
       connections: u.int('connections', 128, 1, 100000),
+      maxPending: u.int('max_pending', 1024, 0, 1000000),
     };
     u.done();
     if (origin) out.set(name, upstream);
@@ -457,6 +468,7 @@ function loadRoutes(value: unknown, upstreams: ReadonlyMap<string, UpstreamConfi
       // At a token endpoint Authorization is the client's own credential for the server.
       forwardAuthorization: r.bool('forward_authorization', auth === 'mtls'),
       ...(forwardCertificateHeader ? { forwardCertificateHeader } : {}),
+      allowDoubleEncoding: r.bool('allow_double_encoding', false),
     };
     const key = pathPrefix;
     if (pathPrefix && prefixes.has(key)) r.problem('path_prefix', `"${pathPrefix}" is already used by another route`);

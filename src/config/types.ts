@@ -33,7 +33,14 @@ export interface ListenConfig {
   readonly port: number;
   readonly tls?: TlsListenConfig;
   readonly maxHeaderBytes: number;
+  /** Requests with more header lines are refused with 431. */
+  readonly maxHeaders: number;
+  /** Beyond this many open connections, new ones are closed at once (and counted). Restart-only. */
+  readonly maxConnections: number;
   readonly keepAliveTimeoutMs: number;
+  /** Time allowed to receive a request's headers. */
+  readonly headersTimeoutMs: number;
+  /** Time allowed to receive a whole request, body included; 0: none. */
   readonly requestTimeoutMs: number;
 }
 
@@ -59,6 +66,8 @@ export interface ClientCertificateConfig {
   /** Lower-case header carrying the rest of the chain (RFC 9440 `client-cert-chain`), if any. */
   readonly chainHeader?: string;
   readonly xfccElement: 'first' | 'last';
+  /** XFCC values with more elements are refused: 1 accepts only what Envoy's SANITIZE_SET produces. */
+  readonly xfccMaxElements: number;
   /** A companion header saying whether the proxy verified the certificate (`ssl-client-verify`). */
   readonly verifyHeader?: { readonly name: string; readonly success: readonly string[] };
   readonly trustedProxies: readonly string[];
@@ -113,8 +122,11 @@ export interface UpstreamConfig {
   readonly name: string;
   /** Origin only: `http://host:port`. */
   readonly url: string;
+  /** Deadline from dispatch to the response headers; also the longest pause allowed in a request body or a client's reading. */
   readonly timeoutMs: number;
   readonly connections: number;
+  /** Requests allowed to wait for a connection beyond `connections`; more are answered 503 at once. */
+  readonly maxPending: number;
 }
 
 export interface RouteConfig {
@@ -129,6 +141,8 @@ export interface RouteConfig {
   readonly forwardAuthorization: boolean;
   /** Lower-case header the certificate is forwarded in (URL-encoded PEM); mtls routes default to `x-client-cert`. */
   readonly forwardCertificateHeader?: string;
+  /** Accept `%25` followed by two hex digits (a double-encoded octet) in the path. */
+  readonly allowDoubleEncoding: boolean;
 }
 
 export interface IdentityHeadersConfig {

@@ -52,6 +52,8 @@ export type HeaderList = string[];
 const ALWAYS = 1;
 const UNTRUSTED = 2;
 type Drop = typeof ALWAYS | typeof UNTRUSTED;
+/** Every header under this prefix is certbound's to set: none from a client reaches the upstream. */
+const OWN_PREFIX = 'x-certbound-';
 /** One lookup per incoming header: the fixed lists merged with a route's `strip` set, built once per set. */
 const dropTables = new WeakMap<ReadonlySet<string>, ReadonlyMap<string, Drop>>();
 function dropTableOf(strip: ReadonlySet<string>): ReadonlyMap<string, Drop> {
@@ -60,36 +62,53 @@ function dropTableOf(strip: ReadonlySet<string>): ReadonlyMap<string, Drop> {
     const t = new Map<string, Drop>();
     for (const name of CLIENT_ADDRESS) t.set(name, UNTRUSTED);
     // x-fapi-interaction-id: certbound sends its own (the client's, when it is a UUID, or a new one) in `add`.
-    for (const name of [...HOP_BY_HOP, ...REWRITES, ...strip, 'host', 'forwarded', 'x-fapi-interaction-id']) t.set(name, ALWAYS);
+    // A configured name with `_` is also listed in its `-` spelling (see dashed).
+    for (const name of [...HOP_BY_HOP, ...REWRITES, ...strip, 'host', 'forwarded', 'x-fapi-interaction-id']) t.set(dashed(name), ALWAYS);
+    for (const name of strip) t.set(name, ALWAYS);
     dropTables.set(strip, (table = t));
   }
   return table;
 }
 
-/** The request headers the upstream receives. */
+const dashed = (name: string): string => name.replaceAll('_', '-');
+
+/**
+ * CGI, WSGI and PHP read `x_forwarded_for` and `x-forwarded-for` as one variable: a name with
+ * `_` whose `-` spelling is protected (dropped, forwarding, certbound's own) is dropped always.
+ */
+function protectedAlias(name: string, drop: ReadonlyMap<string, Drop>): boolean {
+  const alias = dashed(name);
+  return drop.has(alias) || alias.startsWith('x-forwarded-') || alias.startsWith(OWN_PREFIX);
+}
+
+/**
+ * The request headers the upstream receives. certbound's own come first (identity, forwarded
+ * certificate, interaction id, X-Forwarded-*): an upstream that keeps only its first N headers
+ * keeps these.
+ */
 export function upstreamRequestHeaders(input: ForwardedHeaderInput): HeaderList {
   const { incoming } = input;
   const drop = dropTableOf(input.strip);
   const listed = connectionListed(incoming.connection);
-  const out: HeaderList = [];
-  for (const name in incoming) {
-    const value = incoming[name];
-    if (value === undefined) continue;
-    const why = drop.get(name);
-    if (why === ALWAYS || (why === UNTRUSTED && !input.peerTrusted) || listed?.has(name)) continue;
-    // X-Forwarded-* are rebuilt below (kept from a trusted proxy only).
-    if (name.startsWith('x-forwarded-')) continue;
-    if (typeof value === 'string') out.push(name, value);
-    // Only set-cookie arrives as a list: one line per value, as it came.
-    else for (const v of value) out.push(name, v);
-  }
-  if (input.keepUpgrade && incoming.upgrade) out.push('connection', 'upgrade', 'upgrade', incoming.upgrade);
+  const out: HeaderList = input.add.slice();
   const priorFor = input.peerTrusted ? incoming['x-forwarded-for'] : undefined;
   out.push('x-forwarded-for', priorFor ? `${priorFor}, ${input.peer}` : input.peer);
   out.push('x-forwarded-proto', (input.peerTrusted ? firstValue(incoming['x-forwarded-proto']) : undefined) ?? input.proto);
   const fwdHost = (input.peerTrusted ? firstValue(incoming['x-forwarded-host']) : undefined) ?? incoming.host;
   if (fwdHost) out.push('x-forwarded-host', fwdHost);
-  for (let i = 0; i < input.add.length; i++) out.push(input.add[i] as string);
+  if (input.keepUpgrade && incoming.upgrade) out.push('connection', 'upgrade', 'upgrade', incoming.upgrade);
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined) continue;
+    const why = drop.get(name);
+    if (why === ALWAYS || (why === UNTRUSTED && !input.peerTrusted) || listed?.has(name)) continue;
+    // X-Forwarded-* are rebuilt above (kept from a trusted proxy only); x-certbound-* are certbound's.
+    if (name.startsWith('x-forwarded-') || name.startsWith(OWN_PREFIX)) continue;
+    if (name.includes('_') && protectedAlias(name, drop)) continue;
+    if (typeof value === 'string') out.push(name, value);
+    // Only set-cookie arrives as a list: one line per value, as it came.
+    else for (const v of value) out.push(name, v);
+  }
   return out;
 }
 
@@ -106,6 +125,18 @@ export function headerObject(list: HeaderList): Record<string, string | string[]
 }
 
 const firstValue = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+
+/**
+ * The headers of an upstream's `101 Switching Protocols` as the client receives them: hop-by-hop
+ * and Connection-listed ones removed, as on the HTTP path, then `Connection: Upgrade` and the
+ * upstream's `Upgrade` (the two a 101 needs).
+ */
+export function switchingProtocolsHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out = clientResponseHeaders(upstream);
+  out.connection = 'Upgrade';
+  if (upstream.upgrade !== undefined) out.upgrade = upstream.upgrade;
+  return out;
+}
 
 /** The response headers the client receives: upstream's minus hop-by-hop. */
 export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {

@@ -21,7 +21,7 @@ export interface ForwardOutcome {
   readonly upstreamSeconds: number;
 }
 
-export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout';
+export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'overloaded';
 
 /** What one forwarded request reports, exactly once: `forwarded` or `failed` (plus any countError). */
 export interface ForwardCompletion {
@@ -29,7 +29,7 @@ export interface ForwardCompletion {
   countError(kind: UpstreamErrorKind): void;
   /** The upstream's response went to the client (or was cut after its headers went out). */
   forwarded(outcome: ForwardOutcome): void;
-  /** Nothing went to the client yet: upstream_unavailable or upstream_timeout. */
+  /** Nothing went to the client yet: upstream_unavailable, upstream_timeout, or request_timeout (the client's body stalled). */
   failed(error: GatewayError): void;
 }
 
@@ -48,8 +48,13 @@ export interface Upstream {
    * Callbacks, not a promise: this runs once per request.
    */
   forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded;
+  /** Requests dispatched and not yet ended: on a connection or waiting for one. */
+  inFlight(): number;
   close(): Promise<void>;
 }
+
+/** Seconds a client is told to wait when the upstream's connections and queue are full. */
+export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
 
 function classify(error: unknown): UpstreamErrorKind {
   if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.ConnectTimeoutError || error instanceof undiciErrors.BodyTimeoutError) {
@@ -69,13 +74,26 @@ export function createUpstream(config: UpstreamConfig): Upstream {
     pipelining: 1,
   });
 
+  // undici's queue has no bound, and its headers timeout starts only once a request is on a
+  // connection: certbound counts what it dispatched, refuses beyond connections + max_pending, and
+  // gives a request that has to wait a deadline from dispatch.
+  let inFlight = 0;
+  const capacity = config.connections + config.maxPending;
+  const ended = (): void => void inFlight--;
+
   function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded {
-    const forwarding = new Forwarding(call, res, completion, config.timeoutMs);
+    if (inFlight >= capacity) {
+      completion.countError('overloaded');
+      throw new GatewayError('upstream_overloaded', 'upstream busy: every connection and queue slot is taken', { retryAfter: OVERLOADED_RETRY_AFTER_SECONDS });
+    }
+    const waits = inFlight >= config.connections;
+    inFlight++;
+    const forwarding = new Forwarding(call, res, completion, config.timeoutMs, waits, ended);
     pool.dispatch({ method: call.method as Dispatcher.HttpMethod, path: call.path, headers: call.headers, body: call.body ?? null }, forwarding);
     return forwarding;
   }
 
-  return { config, forward, close: () => pool.close() };
+  return { config, forward, inFlight: () => inFlight, close: () => pool.close() };
 }
 
 /**
@@ -83,6 +101,10 @@ export function createUpstream(config: UpstreamConfig): Upstream {
  * (pausing the upstream while `res` is full), and a client that goes away aborts the upstream
  * request. Cheaper per request than `request` + `stream.pipeline`: no intermediate Readable, no
  * AbortController, no pipeline bookkeeping.
+ *
+ * Three clocks, each `timeout_ms`: a request that waits for a connection must have its response
+ * headers by then from dispatch; a request body may pause no longer (the client's, not the
+ * upstream's backpressure); a client that stops reading the response may stall it no longer.
  */
 class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
   private readonly started = performance.now();
@@ -91,20 +113,30 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
   private clientGone = false;
   /** undici reported the end (or an error): nothing left to abort. */
   private ended = false;
+  /** The completion was told already (a deadline that passed while the request waited). */
+  private reported = false;
+  private expired: 'deadline' | 'body' | undefined;
   private status = 0;
   private upstreamSeconds = 0;
 
   /** A client that stops reading must not hold an upstream connection for ever. */
   private stalled: NodeJS.Timeout | undefined;
+  /** The deadline from dispatch, for a request that had to wait for a connection. */
+  private deadline: NodeJS.Timeout | undefined;
+  /** The request body's progress check. */
+  private bodyCheck: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly call: UpstreamCall,
     private readonly res: ServerResponse,
     private readonly completion: ForwardCompletion,
-    private readonly writeTimeoutMs: number,
+    private readonly timeoutMs: number,
+    waits: boolean,
+    private readonly onEnd: () => void,
   ) {
     // The client may have gone while the token was being checked: its 'close' already fired.
     if (res.destroyed) this.clientGone = true;
+    if (waits) this.deadline = setTimeout(() => this.deadlinePassed(), timeoutMs);
   }
 
   clientClosed(): void {
@@ -113,15 +145,50 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     this.controller?.abort(new undiciErrors.RequestAbortedError());
   }
 
+  /** No response headers `timeout_ms` after dispatch. A request still queued is answered now and dropped when undici gets to it. */
+  private deadlinePassed(): void {
+    this.deadline = undefined;
+    if (this.status !== 0 || this.ended) return;
+    this.expired = 'deadline';
+    if (this.controller) return this.controller.abort(new undiciErrors.HeadersTimeoutError());
+    this.reported = true;
+    this.completion.countError('timeout');
+    this.completion.failed(new GatewayError('upstream_timeout', 'upstream did not answer in time'));
+  }
+
+  /** Checks every `timeout_ms` that the client's body moved on; undici pausing it (upstream backpressure) does not count. */
+  private watchBody(body: IncomingMessage): void {
+    let seen = body.socket.bytesRead;
+    const check = (): void => {
+      this.bodyCheck = undefined;
+      if (this.ended || body.complete) return;
+      const now = body.socket.bytesRead;
+      if (now !== seen || body.isPaused()) {
+        seen = now;
+        this.bodyCheck = setTimeout(check, this.timeoutMs);
+        return;
+      }
+      this.expired = 'body';
+      this.controller?.abort(new undiciErrors.RequestAbortedError());
+    };
+    this.bodyCheck = setTimeout(check, this.timeoutMs);
+  }
+
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError());
+    if (this.clientGone || this.reported) return controller.abort(new undiciErrors.RequestAbortedError());
+    const body = this.call.body;
+    if (body !== undefined && !body.complete) this.watchBody(body);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: informational, not forwarded
     this.status = statusCode;
     this.upstreamSeconds = (performance.now() - this.started) / 1000;
+    if (this.deadline !== undefined) {
+      clearTimeout(this.deadline);
+      this.deadline = undefined;
+    }
     const out = clientResponseHeaders(headers);
     out['x-fapi-interaction-id'] = this.call.interactionId;
     this.res.writeHead(statusCode, out);
@@ -139,7 +206,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
       this.clientGone = true;
       controller.abort(new undiciErrors.RequestAbortedError());
       this.res.destroy();
-    }, this.writeTimeoutMs);
+    }, this.timeoutMs);
     this.res.once('drain', () => {
       clearTimeout(this.stalled);
       controller.resume();
@@ -147,25 +214,37 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
   }
 
   onResponseEnd(): void {
-    this.ended = true;
-    clearTimeout(this.stalled);
+    this.finish();
     this.res.end();
     this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    this.ended = true;
-    clearTimeout(this.stalled);
+    this.finish();
+    if (this.reported) return;
     if (this.status === 0) {
-      const kind = classify(error);
+      if (this.expired === 'body') {
+        this.completion.failed(new GatewayError('request_timeout', 'the request body stalled'));
+        return;
+      }
+      const kind = this.expired === 'deadline' ? 'timeout' : classify(error);
       // A client that left is not an upstream failure.
       if (!this.clientGone) this.completion.countError(kind);
       this.completion.failed(kind === 'timeout' ? new GatewayError('upstream_timeout', 'upstream did not answer in time') : new GatewayError('upstream_unavailable', 'upstream unavailable'));
       return;
     }
     // Headers went out: all HTTP allows now is to cut the client's connection.
-    if (!this.clientGone) this.completion.countError(classify(error));
+    if (!this.clientGone && this.expired !== 'body') this.completion.countError(classify(error));
     this.res.destroy();
     this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+  }
+
+  /** undici is done with the request: once. */
+  private finish(): void {
+    this.ended = true;
+    clearTimeout(this.stalled);
+    clearTimeout(this.deadline);
+    clearTimeout(this.bodyCheck);
+    this.onEnd();
   }
 }

@@ -55,8 +55,26 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     upstreamDuration: new HotHistogram('certbound_upstream_duration_seconds', 'Time to the upstream response headers, by upstream.', ['upstream'], latency, registers),
     upstreamErrors: new Counter({
       name: 'certbound_upstream_errors_total',
-      help: 'Failed upstream calls, by upstream and kind (refused, reset, timeout).',
+      help: 'Failed upstream calls, by upstream and kind (refused, reset, timeout, overloaded).',
       labelNames: ['upstream', 'kind'] as const,
+      registers,
+    }),
+    connectionsOpen: new Gauge({ name: 'certbound_open_connections', help: 'Open client connections on the traffic listener (TCP, before TLS).', registers }),
+    connectionsRefused: new Counter({
+      name: 'certbound_connections_refused_total',
+      help: 'Client connections closed at once on arrival, by reason (max_connections).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    clientErrors: new Counter({
+      name: 'certbound_client_errors_total',
+      help: 'Client connections or requests cut for a limit or timeout, by kind (request_timeout, header_overflow, parse_error, too_many_headers, body_stalled, read_stalled).',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    uncaughtErrors: new Counter({
+      name: 'certbound_uncaught_errors_total',
+      help: 'Errors that reached the process-level guard (a bug): logged, and the process kept serving.',
       registers,
     }),
     reloads: new Counter({

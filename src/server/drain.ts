@@ -1,5 +1,5 @@
 import { Server as NetServer, type Socket } from 'node:net';
-import type { Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 /**
  * A keep-alive connection is closed during a drain once it has been idle this long. Closing
@@ -16,9 +16,14 @@ interface ConnectionState {
 }
 
 export interface ConnectionTracker {
-  /** Call for every request; the response's `close` ends it (and calls `onClose`). */
-  track(res: ServerResponse, onClose?: () => void): void;
+  /**
+   * Call for every request; the response's `close` ends it (and calls `onClose`). The request's
+   * socket, not the response's: a pipelined response queued behind another has no socket yet.
+   */
+  track(req: IncomingMessage, res: ServerResponse, onClose?: () => void): void;
   readonly inFlight: () => number;
+  /** Whether a response on this connection has sent its headers (an error written now would corrupt it). */
+  readonly responding: (socket: object) => boolean;
   /**
    * Stops accepting, asks every response not yet started to close its connection, and closes
    * idle connections (see DRAIN_IDLE_CLOSE_MS). Resolves once every connection has ended, or
@@ -49,18 +54,32 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
   server.on('upgrade', (_req, socket: Socket) => connections.delete(socket));
 
   return {
-    track(res, onClose) {
-      const state = stateOf(res.socket as Socket);
+    track(req, res, onClose) {
+      const state = stateOf(req.socket);
       state.responses.push(res);
       if (draining) res.setHeader('connection', 'close');
-      // `on`, not `once`: a response closes once and is garbage after; once's wrapper is not needed.
-      res.on('close', () => {
+      let open = true;
+      const closed = (): void => {
+        if (!open) return;
+        open = false;
         const i = state.responses.indexOf(res);
         if (i !== -1) state.responses.splice(i, 1);
         state.idleSince = performance.now();
         onClose?.();
-      });
+      };
+      // `on`, not `once`: a response closes once and is garbage after; once's wrapper is not needed.
+      res.on('close', closed);
+      // A pipelined response still queued when the connection goes never gets a socket, so never
+      // 'close'; its request does. Destroyed, so whatever answers it later sees a client gone.
+      if (res.socket === null) {
+        req.once('close', () => {
+          if (!req.socket.destroyed) return;
+          res.destroy();
+          closed();
+        });
+      }
     },
+    responding: (socket) => connections.get(socket as Socket)?.responses.some((res) => res.headersSent) ?? false,
     inFlight: () => {
       let n = 0;
       for (const state of connections.values()) n += state.responses.length;

@@ -22,15 +22,30 @@ export type RequestListener = (req: IncomingMessage, res: ServerResponse) => voi
  * is set, so a request without one gets a proper OAuth error instead of a failed handshake.
  */
 export function createTrafficServer(config: Config, onRequest: RequestListener): Server {
-  const base: ServerOptions = { maxHeaderSize: config.listen.maxHeaderBytes, ...timeouts(config.listen) };
+  const base: ServerOptions = {
+    maxHeaderSize: config.listen.maxHeaderBytes,
+    // Node checks the headers and request timeouts only this often (default 30 s): a slow client would outlive them by that much.
+    connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+    requireHostHeader: true,
+    ...timeouts(config.listen),
+  };
   const tls = config.listen.tls;
-  if (!tls) return createHttpServer(base, onRequest);
+  if (!tls) return limited(createHttpServer(base, onRequest), config.listen);
   const server = createHttpsServer(
     { ...base, ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] },
     onRequest,
   );
   // A renegotiation could swap the client certificate under a per-connection thumbprint.
   server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
+  return limited(server, config.listen);
+}
+
+/** How often Node looks for connections past the headers or request timeout. */
+export const CONNECTIONS_CHECKING_INTERVAL_MS = 500;
+
+/** Beyond max_connections Node closes a new connection at once and emits 'drop' (restart-only). */
+function limited(server: Server, listen: ListenConfig): Server {
+  server.maxConnections = listen.maxConnections;
   return server;
 }
 
@@ -39,7 +54,9 @@ function timeouts(listen: ListenConfig) {
   return {
     keepAliveTimeout: listen.keepAliveTimeoutMs,
     requestTimeout: listen.requestTimeoutMs,
-    headersTimeout: Math.min(60000, listen.requestTimeoutMs || 60000),
+    headersTimeout: listen.headersTimeoutMs,
+    // One above the limit: a request past it arrives with one header too many (refused with 431) instead of silently cut.
+    maxHeadersCount: listen.maxHeaders + 1,
   };
 }
 

@@ -1,6 +1,7 @@
 import { createSecureContext } from 'node:tls';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import HttpProxy from 'http-proxy';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -12,6 +13,8 @@ import { logFields, summarize, type CertificateSummary } from './certificates.js
 import { createAccessLog } from '../observability/logger.js';
 import { trackConnections } from './drain.js';
 import { applyTimeouts, createTrafficServer, listen, secureContextOptions } from './listeners.js';
+import { guardTraffic } from './guard.js';
+import { switchingProtocolsHeaders } from '../forward/headers.js';
 import { watchFiles, type FileWatch } from './watch.js';
 
 export interface RuntimeOptions extends Omit<Observers, 'access'> {
@@ -135,20 +138,32 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     if (--handling === 0) allHandled?.();
   };
   const traffic = createTrafficServer(initial, (req, res) => {
-    // The gateway is read once: a reload during this request does not change its rules.
-    const current = gateway;
-    hold(current);
-    handling++;
-    const request = exchange(req, res, current, observers, handled);
-    connections.track(res, () => {
-      release(current);
-      request.closed();
-    });
-    request.start();
+    try {
+      // The gateway is read once: a reload during this request does not change its rules.
+      const current = gateway;
+      hold(current);
+      handling++;
+      const request = exchange(req, res, current, observers, handled);
+      connections.track(req, res, () => {
+        release(current);
+        request.closed();
+      });
+      request.start();
+    } catch (bug) {
+      // A bug here must cost one request, not the process and every request in flight.
+      metrics.uncaughtErrors.inc();
+      log.error({ msg: 'request handler failed', err: bug instanceof Error ? { message: bug.message, stack: bug.stack } : String(bug) });
+      res.destroy();
+    }
   });
   const connections = trackConnections(traffic, initial.listen.tls !== undefined);
+  guardTraffic(traffic, { metrics, responding: connections.responding });
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
+  // A 101 (or a refusal) from the upstream goes to the client as http-proxy writes it: clean its hop-by-hop headers first.
+  proxy.on('proxyReqWs', (proxyReq: ClientRequest) => {
+    proxyReq.on('upgrade', (proxyRes: IncomingMessage) => void (proxyRes.headers = switchingProtocolsHeaders(proxyRes.headers)));
+  });
   // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: track them here.
   const tunnels = new Set<Duplex>();
   traffic.on('upgrade', (req, socket: Duplex, head: Buffer) => {
@@ -162,11 +177,6 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     handleUpgrade(req, socket, head, current, observers, proxy)
       .catch(() => socket.destroy())
       .finally(() => release(current));
-  });
-  traffic.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
 
   const readiness = (): Readiness => {

@@ -54,7 +54,7 @@ const ENCODERS: Encoder[] = [
   { name: 'AWS ALB', config: { format: 'aws-alb' }, encode: (e) => ({ 'x-client-cert': albEscape(pems(e)) }) },
   {
     name: 'Envoy XFCC, two elements',
-    config: { format: 'xfcc' },
+    config: { format: 'xfcc', xfccMaxElements: 2 },
     encode: (e) => ({
       'x-client-cert': [
         xfccElement({ by: 'spiffe://edge', hash: hexSha256(outsider.der), cert: outsider.der, subject: 'CN=Nearer hop' }),
@@ -63,7 +63,7 @@ const ENCODERS: Encoder[] = [
     }),
   },
 ];
-const xfccFirst: Encoder = { ...ENCODERS[8]!, name: 'Envoy XFCC, first element', config: { format: 'xfcc', xfccElement: 'first' } };
+const xfccFirst: Encoder = { ...ENCODERS[8]!, name: 'Envoy XFCC, first element', config: { format: 'xfcc', xfccElement: 'first', xfccMaxElements: 2 } };
 
 function reader(encoder: Encoder, verify: Partial<CertificateVerifyConfig> = {}): HeaderCertificateReader {
   return createHeaderCertificateReader(config({ ...encoder.config, cacheSize: 0, verify: { checkValidity: true, requireClientAuthEku: false, ...verify } }));

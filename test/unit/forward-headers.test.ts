@@ -1,5 +1,5 @@
 import t from 'tap';
-import { clientResponseHeaders, headerObject, upstreamRequestHeaders, type ForwardedHeaderInput } from '../../src/forward/headers.js';
+import { clientResponseHeaders, headerObject, switchingProtocolsHeaders, upstreamRequestHeaders, type ForwardedHeaderInput } from '../../src/forward/headers.js';
 
 const base: ForwardedHeaderInput = {
   incoming: {},
@@ -11,9 +11,42 @@ const base: ForwardedHeaderInput = {
 };
 const forwarded = (input: Partial<ForwardedHeaderInput>) => upstreamRequestHeaders({ ...base, ...input });
 
-t.test('the list the upstream receives: name, value pairs, certbound’s own headers last', async (t) => {
+t.test('the list the upstream receives: name, value pairs, certbound’s own headers first', async (t) => {
   const list = forwarded({ incoming: { host: 'api.bank', accept: 'application/json', authorization: 'Bearer x', 'x-certbound-client-id': 'spoofed' } });
-  t.same(list, ['accept', 'application/json', 'x-forwarded-for', '10.0.0.9', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'api.bank', 'x-fapi-interaction-id', 'id-1']);
+  t.same(list, ['x-fapi-interaction-id', 'id-1', 'x-forwarded-for', '10.0.0.9', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'api.bank', 'accept', 'application/json']);
+});
+
+t.test('every x-certbound-* header is dropped, configured or not', async (t) => {
+  const list = forwarded({ incoming: { 'x-certbound-roles': 'forged', 'x-certbound-anything': 'forged', 'x-certbound': 'kept: not under the prefix' } });
+  t.same(headerObject(list)['x-certbound-roles'], undefined);
+  t.same(headerObject(list)['x-certbound-anything'], undefined);
+  t.equal(headerObject(list)['x-certbound'], 'kept: not under the prefix');
+});
+
+t.test('a name whose `_` spelling aliases a protected header (CGI, WSGI, PHP) is dropped, even from a trusted proxy', async (t) => {
+  const incoming = {
+    x_certbound_client_id: 'forged', x_forwarded_for: 'forged', x_forwarded_host: 'evil', 'x-forwarded_proto': 'http', x_real_ip: '6.6.6.6',
+    x_original_url: '/admin', x_http_method_override: 'DELETE', x_fapi_interaction_id: 'forged', x_certbound_roles: 'forged',
+    authorization_: 'kept: not an alias', x_custom_header: 'kept', 'x-kept_too': 'kept',
+  };
+  for (const peerTrusted of [false, true]) {
+    const out = headerObject(forwarded({ incoming, peerTrusted }));
+    t.same(Object.keys(out).filter((n) => n.includes('_')).sort(), ['authorization_', 'x-kept_too', 'x_custom_header'], `trusted: ${peerTrusted}`);
+    t.equal(out['x-forwarded-for'], '10.0.0.9');
+  }
+  // A configured protected name with `_` protects its `-` spelling too.
+  const strip = new Set(['x_client_id']);
+  const out = headerObject(forwarded({ strip, incoming: { 'x-client-id': 'forged', x_client_id: 'forged' } }));
+  t.equal(out['x-client-id'], undefined);
+  t.equal(out.x_client_id, undefined);
+});
+
+t.test('a 101 keeps only what a 101 needs: hop-by-hop and Connection-listed headers removed', async (t) => {
+  const upstream = {
+    connection: 'Upgrade, keep-alive, x-hop', upgrade: 'websocket', 'keep-alive': 'timeout=5', 'proxy-connection': 'keep-alive',
+    'x-hop': 'secret', 'sec-websocket-accept': 'abc=', 'x-app': 'yes',
+  };
+  t.same(switchingProtocolsHeaders(upstream), { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-accept': 'abc=', 'x-app': 'yes' });
 });
 
 t.test('dropped: hop-by-hop, Connection-listed, rewrites, the client’s interaction id; client-address headers unless trusted', async (t) => {
@@ -39,7 +72,7 @@ t.test('X-Forwarded-*: replaced for an untrusted peer, extended from a trusted p
 
 t.test('a header that arrived as a list (set-cookie) goes out one line per value; headerObject joins them back', async (t) => {
   const list = forwarded({ incoming: { 'set-cookie': ['a=1', 'b=2'] } });
-  t.same(list.slice(0, 4), ['set-cookie', 'a=1', 'set-cookie', 'b=2']);
+  t.same(list.slice(-4), ['set-cookie', 'a=1', 'set-cookie', 'b=2']);
   t.same(headerObject(list)['set-cookie'], ['a=1', 'b=2']);
   t.same(headerObject(['x', '1', 'x', '2', 'x', '3']).x, ['1', '2', '3']);
 });

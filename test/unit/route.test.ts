@@ -5,7 +5,7 @@ import { GatewayError } from '../../src/errors.js';
 import type { RouteConfig } from '../../src/config/types.js';
 
 const route = (name: string, pathPrefix: string, methods = ['GET']): RouteConfig => ({
-  name, pathPrefix, methods, upstream: 'u', auth: 'none', scopes: [], forwardAuthorization: false,
+  name, pathPrefix, methods, upstream: 'u', auth: 'none', scopes: [], forwardAuthorization: false, allowDoubleEncoding: false,
 });
 
 const code = codeOf;
@@ -44,6 +44,18 @@ t.test('router: longest prefix wins on segment boundaries; 404 and 405', async (
   const narrow = createRouter([route('aisp', '/ob/aisp')]);
   t.equal(code(() => narrow('GET', '/other')), 'no_route');
   t.equal(narrow('GET', '/ob/aisp').target.encodedPath, '/ob/aisp');
+});
+
+t.test('router: a double-encoded octet (%25XX) is refused unless the route allows it', async (t) => {
+  const router = createRouter([route('public', '/public'), { ...route('files', '/files'), allowDoubleEncoding: true }]);
+  for (const path of ['/public/%252e%252e/open-banking/v3.1/aisp/accounts', '/public/a%252Fb', '/public/%2541']) {
+    t.equal(code(() => router('GET', path)), 'bad_path', path);
+  }
+  t.equal(router('GET', '/public/100%25').target.encodedPath, '/public/100%25', 'a lone %25 is one encoded "%"');
+  t.equal(router('GET', '/public/%25zz').target.encodedPath, '/public/%25zz', '%25 not followed by two hex digits');
+  t.equal(parseTarget('/public/%252e').doubleEncoded, true);
+  t.equal(parseTarget('/public/%2e').doubleEncoded, undefined);
+  t.equal(router('GET', '/files/%252e%252e/x').target.encodedPath, '/files/%252e%252e/x', 'forwarded as it came where allowed');
 });
 
 t.test('normalizePrefix', async (t) => {
