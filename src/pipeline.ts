@@ -247,6 +247,10 @@ class Exchange implements ForwardCompletion, RequestHandle {
     this.forwarding?.clientClosed();
   }
 
+  readStalled(): void {
+    this.obs.metrics.clientErrors.inc({ kind: 'read_stalled' });
+  }
+
   countError(kind: UpstreamErrorKind): void {
     this.obs.metrics.upstreamErrors.inc({ upstream: (this.upstream as Upstream).config.name, kind });
   }
@@ -259,6 +263,8 @@ class Exchange implements ForwardCompletion, RequestHandle {
   failed(error: unknown): void {
     const { req, res, route, gateway, obs } = this;
     try {
+      const client = isGatewayError(error) ? CLIENT_LIMITS[error.code] : undefined;
+      if (client) obs.metrics.clientErrors.inc({ kind: client });
       const { status, reason } = fail(error, res, route, gateway, this.interactionId, obs);
       const routeName = route?.name ?? (isGatewayError(error) ? error.details.route : undefined);
       // The thumbprint a refused request presented is what an operator needs to investigate it.
@@ -312,6 +318,9 @@ function fail(error: unknown, res: ServerResponse, route: RouteConfig | undefine
   res.end(response.body);
   return { status: response.status, reason: gatewayError?.code ?? ('internal' as const) };
 }
+
+/** Refusals that are a client limit or timeout, as `certbound_client_errors_total` kinds. */
+const CLIENT_LIMITS: Partial<Record<ErrorCode, string>> = { request_timeout: 'body_stalled', too_many_headers: 'too_many_headers' };
 
 const AUTH_REASONS = new Set<string>([
   'missing_token', 'malformed_token', 'token_in_query', 'invalid_token', 'inactive', 'expired', 'not_yet_valid', 'unbound_token',

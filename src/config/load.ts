@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
@@ -248,7 +248,8 @@ function loadListen(s: Section): ListenConfig {
     const minVersion = t.oneOf('min_version', ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2');
     const ciphers = t.string('ciphers', FAPI_TLS12_CIPHERS);
     t.done();
-    if (cert && key) tls = { cert, key, minVersion, ciphers, ...(clientCa ? { clientCa } : {}) };
+    if (cert && key && !keyMatches(cert, key)) t.problem('key_file', `${key.path} is not the private key of cert_file's certificate`);
+    else if (cert && key) tls = { cert, key, minVersion, ciphers, ...(clientCa ? { clientCa } : {}) };
   } else s.raw('tls');
   const requestTimeoutMs = s.int('request_timeout_ms', 300000, 0, 3600000);
   const out: ListenConfig = {
@@ -257,7 +258,7 @@ function loadListen(s: Section): ListenConfig {
     ...(tls ? { tls } : {}),
     maxHeaderBytes: s.int('max_header_bytes', 32768, 1024, 1048576),
     maxHeaders: s.int('max_headers', 100, 1, 10000),
-    maxConnections: s.int('max_connections', 2048, 1, 1000000),
+    maxConnections: s.int('max_connections', 1024, 1, 1000000),
     keepAliveTimeoutMs: s.int('keep_alive_timeout_ms', 65000, 0, 3600000),
     requestTimeoutMs,
     // Default 10 s, or the request timeout when that is shorter (Node refuses a longer one).
@@ -268,6 +269,30 @@ function loadListen(s: Section): ListenConfig {
   }
   s.done();
   return out;
+}
+
+/** Whether the key is the private half of the file's first certificate (what TLS presents). */
+function keyMatches(cert: LoadedFile, key: LoadedFile): boolean {
+  const first = pemCertificateBlocks(cert.contents)[0];
+  return first !== undefined && new X509Certificate(first).checkPrivateKey(createPrivateKey(key.contents));
+}
+
+/** JWS algorithms (RFC 7518, RFC 8037) each private key type can sign with. */
+function algorithmsFor(key: KeyObject): readonly string[] {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'];
+    case 'rsa-pss':
+      return ['PS256', 'PS384', 'PS512'];
+    case 'ec': {
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : [];
+    }
+    case 'ed25519':
+      return ['EdDSA'];
+    default:
+      return [];
+  }
 }
 
 function loadClientCertificate(s: Section): ClientCertificateConfig {
@@ -346,10 +371,18 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
   }
   const privateKey = s.privateKey('private_key_file', needsIntrospection && clientAuthMethod === 'private_key_jwt');
   const signingAlgorithm = s.string('signing_algorithm');
+  if (privateKey) {
+    const usable = algorithmsFor(createPrivateKey(privateKey.contents));
+    if (usable.length === 0) s.problem('private_key_file', `${privateKey.path}: unsupported key type for private_key_jwt (RSA, EC P-256/384/521 or Ed25519)`);
+    else if (signingAlgorithm !== undefined && !usable.includes(signingAlgorithm)) {
+      s.problem('signing_algorithm', `"${signingAlgorithm}" cannot sign with this key (one of ${usable.join(', ')})`);
+    }
+  }
   const assertionAudience = s.string('assertion_audience', issuer);
   const needsTlsClient = needsIntrospection && clientAuthMethod === 'tls_client_auth';
   const clientCert = s.certificates('client_cert_file', needsTlsClient);
   const clientKey = s.privateKey('client_key_file', needsTlsClient);
+  if (clientCert && clientKey && !keyMatches(clientCert, clientKey)) s.problem('client_key_file', `${clientKey.path} is not the private key of client_cert_file's certificate`);
   const ca = s.certificates('ca_file');
   const signedIntrospection = s.bool('signed_introspection', false);
   const jwksUri = s.url('jwks_uri', validation !== 'introspection' || signedIntrospection);
@@ -505,7 +538,8 @@ export function buildConfig(document: unknown, opts: { env?: Env; baseDir?: stri
   };
   ih.done();
   const realm = root.string('realm', 'certbound');
-  if (/["\\]/.test(realm)) root.problem('realm', 'must not contain " or \\');
+  // It is written into every WWW-Authenticate as a quoted string (RFC 9110 §5.6.4).
+  if (!/^[\x20\x21\x23-\x5b\x5d-\x7e]*$/.test(realm)) root.problem('realm', 'must be printable ASCII without " or \\');
   const l = root.section('logging');
   const logging = { level: l.oneOf('level', LOG_LEVELS, 'info'), flushIntervalMs: l.int('flush_interval_ms', 100, 0, 10000) };
   l.done();

@@ -27,6 +27,8 @@ export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'overloaded';
 export interface ForwardCompletion {
   /** An upstream failure to count (a client that left is not one). */
   countError(kind: UpstreamErrorKind): void;
+  /** The client stopped reading the response for `timeout_ms`: its connection is cut. */
+  readStalled(): void;
   /** The upstream's response went to the client (or was cut after its headers went out). */
   forwarded(outcome: ForwardOutcome): void;
   /** Nothing went to the client yet: upstream_unavailable, upstream_timeout, or request_timeout (the client's body stalled). */
@@ -203,6 +205,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     if (this.res.write(chunk)) return;
     controller.pause();
     this.stalled = setTimeout(() => {
+      this.completion.readStalled();
       this.clientGone = true;
       controller.abort(new undiciErrors.RequestAbortedError());
       this.res.destroy();

@@ -30,22 +30,22 @@ export function createTrafficServer(config: Config, onRequest: RequestListener):
     ...timeouts(config.listen),
   };
   const tls = config.listen.tls;
-  if (!tls) return limited(createHttpServer(base, onRequest), config.listen);
+  if (!tls) return limited(createHttpServer(base, onRequest), config.listen.maxConnections);
   const server = createHttpsServer(
     { ...base, ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] },
     onRequest,
   );
   // A renegotiation could swap the client certificate under a per-connection thumbprint.
   server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());
-  return limited(server, config.listen);
+  return limited(server, config.listen.maxConnections);
 }
 
 /** How often Node looks for connections past the headers or request timeout. */
 export const CONNECTIONS_CHECKING_INTERVAL_MS = 500;
 
-/** Beyond max_connections Node closes a new connection at once and emits 'drop' (restart-only). */
-function limited(server: Server, listen: ListenConfig): Server {
-  server.maxConnections = listen.maxConnections;
+/** Beyond max_connections Node closes a new connection at once and emits 'drop'. */
+function limited(server: Server, maxConnections: number): Server {
+  server.maxConnections = maxConnections;
   return server;
 }
 
@@ -60,8 +60,10 @@ function timeouts(listen: ListenConfig) {
   };
 }
 
+/** A reload's timeouts and limits, for connections and requests from now on. */
 export function applyTimeouts(server: Server, listen: ListenConfig): void {
   Object.assign(server, timeouts(listen));
+  limited(server, listen.maxConnections);
 }
 
 export function listen(server: Server, port: number, host: string): Promise<void> {

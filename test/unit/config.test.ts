@@ -173,6 +173,64 @@ t.test('loadConfig reads YAML, resolves files against its directory', async (t) 
   t.throws(() => loadConfig(join(dir, 'missing.yaml')), /cannot read \(ENOENT\)/);
 });
 
+t.test('limits and timeouts: defaults and bounds', async (t) => {
+  const c = buildConfig(minimal(), { env: { SECRET: 's' } });
+  t.same(
+    { ...c.listen },
+    { host: '0.0.0.0', port: 8443, maxHeaderBytes: 32768, maxHeaders: 100, maxConnections: 1024, keepAliveTimeoutMs: 65000, requestTimeoutMs: 300000, headersTimeoutMs: 10000 },
+  );
+  t.equal(c.upstreams.get('bank-api')?.maxPending, 1024);
+  t.equal(c.upstreams.get('bank-api')?.timeoutMs, 30000);
+  t.equal(c.clientCertificate.xfccMaxElements, 1);
+  t.equal(c.routes[0]?.allowDoubleEncoding, false);
+  const short = buildConfig({ ...minimal(), listen: { request_timeout_ms: 4000 } }, { env: { SECRET: 's' } });
+  t.equal(short.listen.headersTimeoutMs, 4000, 'the headers timeout follows a shorter request timeout');
+  const doc = {
+    ...minimal(),
+    listen: { max_headers: 0, max_connections: 0, headers_timeout_ms: 20000, request_timeout_ms: 15000 },
+    client_certificate: { xfcc_max_elements: 0 },
+    upstreams: { 'bank-api': { url: 'http://127.0.0.1:8080', max_pending: -1 } },
+  };
+  t.same(problems(doc), [
+    'listen.max_headers: must be an integer from 1 to 10000',
+    'listen.max_connections: must be an integer from 1 to 1000000',
+    'listen.headers_timeout_ms: must not exceed request_timeout_ms (15000)',
+    'client_certificate.xfcc_max_elements: must be an integer from 1 to 64',
+    'upstreams.bank-api.max_pending: must be an integer from 0 to 1000000',
+  ]);
+});
+
+t.test('what would break every request later is refused now, with its key path', async (t) => {
+  const { createCa } = await import('../../src/dev/pki.js');
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-config-keys-'));
+  const ca = await createCa({ commonName: 'Config CA' });
+  const a = await ca.issue({ commonName: 'a', kind: 'server', keyAlgorithm: 'rsa' });
+  const b = await ca.issue({ commonName: 'b', kind: 'server' });
+  const ec = await ca.issue({ commonName: 'ec', kind: 'client' });
+  for (const [name, text] of [['a.crt', a.certPem], ['a.key', a.keyPem], ['b.key', b.keyPem], ['ec.key', ec.keyPem], ['ec.crt', ec.certPem]] as const) writeFileSync(join(dir, name), text);
+  const build = (doc: Record<string, unknown>): string[] => {
+    try {
+      buildConfig({ ...minimal(), ...doc }, { env: { SECRET: 's' }, baseDir: dir });
+      return [];
+    } catch (e) {
+      return [...(e as ConfigError).problems];
+    }
+  };
+  t.same(build({ listen: { tls: { cert_file: 'a.crt', key_file: 'b.key' } } }), [`listen.tls.key_file: ${join(dir, 'b.key')} is not the private key of cert_file's certificate`]);
+  t.same(build({ listen: { tls: { cert_file: 'a.crt', key_file: 'a.key' } } }), []);
+  for (const realm of ['bank\r', 'bank\nx', 'caf\u00e9', 'a"b', 'a\\b', 'tab\t']) {
+    t.same(build({ realm }), ['realm: must be printable ASCII without " or \\'], JSON.stringify(realm));
+  }
+  t.same(build({ realm: 'Open Banking (prod)' }), []);
+  const as = (extra: Record<string, unknown>) => ({ authorization_server: { ...minimal().authorization_server, client_auth_method: 'private_key_jwt', ...extra } });
+  t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'PS257' })), ['authorization_server.signing_algorithm: "PS257" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)']);
+  t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'ES256' })), ['authorization_server.signing_algorithm: "ES256" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)']);
+  t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'RS384' })), []);
+  t.same(build(as({ private_key_file: 'a.key' })), [], 'no algorithm: the one that fits the key');
+  const tlsAuth = { authorization_server: { ...minimal().authorization_server, client_auth_method: 'tls_client_auth', client_cert_file: 'ec.crt', client_key_file: 'a.key' } };
+  t.same(build(tlsAuth), [`authorization_server.client_key_file: ${join(dir, 'a.key')} is not the private key of client_cert_file's certificate`]);
+});
+
 t.test('isCidr', async (t) => {
   for (const ok of ['10.0.0.0/8', '127.0.0.1', '::1/128', 'fd00::/8', '0.0.0.0/0']) t.ok(isCidr(ok), ok);
   for (const bad of ['10.0.0.0/33', '::/129', 'x', '1.2.3.4/a', '1.2.3.4/8/9', '']) t.notOk(isCidr(bad), bad);
