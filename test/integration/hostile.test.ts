@@ -2,6 +2,9 @@ import t from 'tap';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createCa } from '../../src/dev/pki.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { serve, startIntrospection, startUpstream } from '../helpers/servers.js';
@@ -98,6 +101,46 @@ t.test('a stalled request body: the upstream request is cancelled after timeout_
   t.equal(next.status, 200);
   t.equal(next.text, 'ok');
   t.equal(await metric(gw, 'certbound_client_errors_total', { kind: 'body_stalled' }), 1);
+});
+
+t.test('TLS: the token endpoint (auth: mtls) with a trusted certificate, a stalled body and a slowloris are both cut', async (t) => {
+  const server = await ca.issue({ commonName: 'localhost', kind: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], keyAlgorithm: 'rsa' });
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-hostile-'));
+  for (const [name, text] of [['server.crt', server.certPem], ['server.key', server.keyPem], ['ca.crt', ca.certPem]] as const) writeFileSync(join(dir, name), text);
+  const stuck = await startCountingUpstream(() => 'hang');
+  const g = await startGateway({
+    listen: { headers_timeout_ms: 1000, tls: { cert_file: join(dir, 'server.crt'), key_file: join(dir, 'server.key'), client_ca_file: join(dir, 'ca.crt') } },
+    upstreams: { as: { url: stuck.url, connections: 1, timeout_ms: 1000 } },
+    routes: [{ name: 'token', path_prefix: '/token', methods: ['POST'], upstream: 'as', auth: 'mtls' }],
+  });
+  t.teardown(async () => {
+    await g.close();
+    await stuck.close();
+  });
+  const tls = { ca: ca.certPem, cert: tppA.certPem, key: tppA.keyPem };
+  const upload = await rawConnect({ port: portOf(g), tls });
+  await upload.write('POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ngrant_type=');
+  const stalled = only(await upload.wait(1, 30_000));
+  t.equal(stalled.status, 408);
+  t.equal(stalled.header('connection'), 'close');
+  t.equal((await upload.wait(undefined, 10_000)).closed, true);
+  await eventually(() => stuck.events.cancelled === 1);
+  t.same({ opened: stuck.events.opened, cancelled: stuck.events.cancelled }, { opened: 1, cancelled: 1 }, 'the authorization server\'s request was cancelled');
+  upload.destroy();
+
+  const slow = await rawConnect({ port: portOf(g), tls });
+  const start = performance.now();
+  const request = `POST /token HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'a'.repeat(200)}`;
+  let i = 0;
+  const drip = setInterval(() => slow.socket.writable && i < request.length && slow.socket.write(request[i++] as string), 100);
+  t.teardown(() => clearInterval(drip));
+  const cut = await slow.wait(undefined, 30_000);
+  clearInterval(drip);
+  t.equal(cut.closed, true);
+  t.ok(elapsedSince(start) >= 1000, 'not before headers_timeout_ms');
+  t.match(cut.text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'body_stalled' }), 1);
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'request_timeout' }), 1);
 });
 
 t.test('request_timeout_ms: the client is destroyed (not half-closed) and its upstream request aborted', async (t) => {
