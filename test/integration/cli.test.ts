@@ -1,19 +1,85 @@
+// Every CLI command's output and exit code, from ONE child process: the child loads src/main.ts
+// once with the test's own loaders (tap's TypeScript and coverage hooks, so its coverage of
+// src/main.ts merges with the parent's) and calls main(argv) once per case, capturing what it
+// writes and the exit code it sets. A child costs about 2.7 s of loader start-up on a 2-vCPU VM,
+// so this file starts one instead of ten. test/integration/cli-process.test.ts checks, with real
+// `certbound` processes, that those exit codes and streams reach the shell.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// No wall-clock budget a busy machine can miss: the child gets 2 minutes (it needs ~3 s when
+// idle) and the file more than that, instead of tap's default of 30 s per file.
+const CHILD_TIMEOUT_MS = 120_000;
+t.setTimeout(CHILD_TIMEOUT_MS + 60_000);
 
 const root = new URL('../../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'certbound-cli-'));
+const empty = join(dir, 'empty'); // a working directory without gateway.yaml
+mkdirSync(empty);
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    // The test's own loaders (tap's): the child's coverage then merges with the parent's cleanly.
-    execFile(process.execPath, [...process.execArgv, join(root, 'src/main.ts'), ...args], { cwd: dir, env: { ...process.env, ...env }, timeout: 20000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
+type Case = { args: string[]; cwd?: string; env?: Record<string, string> };
+type Result = { code: number; stdout: string; stderr: string; threw?: string };
+
+// Runs in the child (plain JavaScript, `--input-type=module`). Cases in argv[1], results to argv[2].
+const driver = `
+import { readFileSync, writeFileSync } from 'node:fs';
+const [, casesFile, resultsFile] = process.argv;
+const { main: mainUrl, cases } = JSON.parse(readFileSync(casesFile, 'utf8'));
+let stdout = '', stderr = '';
+const capture = (append) => (chunk, encoding, callback) => {
+  append(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString());
+  const cb = typeof encoding === 'function' ? encoding : callback;
+  if (typeof cb === 'function') process.nextTick(cb);
+  return true;
+};
+process.stdout.write = capture((s) => (stdout += s));
+process.stderr.write = capture((s) => (stderr += s));
+// Importing src/main.ts runs main(process.argv.slice(2)) once: make that a harmless --version.
+process.argv = [process.argv[0], 'certbound', '--version'];
+const { main } = await import(mainUrl);
+const home = process.cwd();
+const results = [];
+for (const c of cases) {
+  stdout = stderr = '';
+  process.exitCode = undefined;
+  process.chdir(c.cwd ?? home);
+  const saved = { ...process.env };
+  Object.assign(process.env, c.env ?? {});
+  let threw;
+  try {
+    await main(c.args);
+  } catch (error) {
+    threw = String(error && error.stack || error);
+  }
+  for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+  Object.assign(process.env, saved);
+  results.push({ code: process.exitCode ?? 0, stdout, stderr, threw });
+}
+process.exitCode = 0;
+writeFileSync(resultsFile, JSON.stringify(results));
+`;
+
+function runAll(cases: Case[]): Promise<Result[]> {
+  const casesFile = join(dir, 'cases.json');
+  const resultsFile = join(dir, 'results.json');
+  writeFileSync(casesFile, JSON.stringify({ main: pathToFileURL(join(root, 'src/main.ts')).href, cases }));
+  const env = { ...process.env };
+  delete env.CERTBOUND_CONFIG; // the lookup order is under test: start from none
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [...process.execArgv, '--input-type=module', '--eval', driver, casesFile, resultsFile],
+      { cwd: dir, env, timeout: CHILD_TIMEOUT_MS },
+      (error, stdout, stderr) => {
+        if (error) return reject(new Error(`CLI driver failed (${error.killed ? `killed after ${CHILD_TIMEOUT_MS} ms` : `exit ${error.code}`}):\n${stdout}${stderr}`));
+        resolve(JSON.parse(readFileSync(resultsFile, 'utf8')) as Result[]);
+      },
+    );
   });
 }
 
@@ -39,56 +105,56 @@ routes:
   - { name: d, path_prefix: /d, upstream: bank-api, auth: none, secret: "\${UNSET_FOR_TEST}" }
 `;
 writeFileSync(join(dir, 'bad.yaml'), bad);
+writeFileSync(join(dir, 'good.yaml'), good(await freePort()));
+writeFileSync(join(dir, 'env.yaml'), good(await freePort()));
+writeFileSync(join(dir, 'gateway.yaml'), good(await freePort()));
+
+const cases = {
+  help: { args: ['--help'] },
+  version: { args: ['--version'] },
+  unknown: { args: ['frobnicate'] },
+  flag: { args: ['--nope'] },
+  valid: { args: ['validate', '--config', 'good.yaml'] },
+  invalid: { args: ['validate', '--config', 'bad.yaml'] },
+  missing: { args: ['validate', '--config', 'nope.yaml'] },
+  fromEnv: { args: ['validate'], cwd: empty, env: { CERTBOUND_CONFIG: join(dir, 'env.yaml') } },
+  noDefault: { args: ['validate'], cwd: empty },
+  fromDefault: { args: ['validate'] },
+} satisfies Record<string, Case>;
+const names = Object.keys(cases) as Array<keyof typeof cases>;
+const results = await runAll(names.map((name) => cases[name]));
+const run = Object.fromEntries(names.map((name, i) => [name, results[i] as Result])) as Record<keyof typeof cases, Result>;
+for (const name of names) t.equal(run[name].threw, undefined, `${name}: main(${JSON.stringify(cases[name].args)}) did not throw`);
 
 t.test('--help and --version', async (t) => {
-  const help = await cli(['--help']);
-  t.equal(help.code, 0);
-  t.match(help.stdout, /^Usage: certbound \[serve\] \[--config FILE\]/);
-  const version = await cli(['--version']);
-  t.equal(version.code, 0);
-  t.equal(version.stdout.trim(), (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version);
-  const unknown = await cli(['frobnicate']);
-  t.equal(unknown.code, 2);
-  t.match(unknown.stderr, /unknown command: frobnicate/);
-  const flag = await cli(['--nope']);
-  t.equal(flag.code, 2);
+  t.equal(run.help.code, 0);
+  t.match(run.help.stdout, /^Usage: certbound \[serve\] \[--config FILE\]/);
+  t.equal(run.version.code, 0);
+  t.equal(run.version.stdout.trim(), (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version);
+  t.equal(run.unknown.code, 2);
+  t.match(run.unknown.stderr, /unknown command: frobnicate/);
+  t.equal(run.flag.code, 2);
+  t.match(run.flag.stderr, /--nope/);
 });
 
 t.test('validate: exit 0 on a valid file, 1 with every problem on its own line', async (t) => {
-  writeFileSync(join(dir, 'good.yaml'), good(await freePort()));
-  const ok = await cli(['validate', '--config', 'good.yaml']);
-  t.equal(ok.code, 0);
-  t.match(ok.stdout, /good\.yaml: valid \(1 routes\)/);
-  const fail = await cli(['validate', '--config', 'bad.yaml']);
-  t.equal(fail.code, 1);
-  t.same(fail.stderr.trim().split('\n'), [
+  t.equal(run.valid.code, 0);
+  t.match(run.valid.stdout, /good\.yaml: valid \(1 routes\)/);
+  t.equal(run.invalid.code, 1);
+  t.same(run.invalid.stderr.trim().split('\n'), [
     'routes[3].secret: environment variable UNSET_FOR_TEST is not set',
     'routes[2].upstream: unknown upstream "bank"',
     'routes[3].secret: unknown key',
   ]);
-  const missing = await cli(['validate', '--config', 'nope.yaml']);
-  t.equal(missing.code, 1);
-  t.match(missing.stderr, /nope\.yaml: cannot read \(ENOENT\)/);
+  t.equal(run.missing.code, 1);
+  t.match(run.missing.stderr, /nope\.yaml: cannot read \(ENOENT\)/);
 });
 
 t.test('config from $CERTBOUND_CONFIG, else ./gateway.yaml', async (t) => {
-  writeFileSync(join(dir, 'env.yaml'), good(await freePort()));
-  t.equal((await cli(['validate'], { CERTBOUND_CONFIG: 'env.yaml' })).code, 0);
-  const none = await cli(['validate']);
-  t.equal(none.code, 1);
-  t.match(none.stderr, /gateway\.yaml: cannot read/);
-  writeFileSync(join(dir, 'gateway.yaml'), good(await freePort()));
-  t.equal((await cli(['validate'])).code, 0);
-});
-
-t.test('serve with a bad config: same messages, exit 1, nothing listening', async (t) => {
-  const port = await freePort();
-  writeFileSync(join(dir, 'bad-serve.yaml'), bad.replace('upstreams:', `listen: { host: 127.0.0.1, port: ${port} }\nupstreams:`));
-  const res = await cli(['serve', '--config', 'bad-serve.yaml']);
-  t.equal(res.code, 1);
-  t.match(res.stderr, /routes\[2\]\.upstream: unknown upstream "bank"/);
-  const reachable = await new Promise<boolean>((resolve) => {
-    const s = createServer().once('error', () => resolve(true)).listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
-  });
-  t.equal(reachable, false, 'the port was never bound');
+  t.equal(run.fromEnv.code, 0, run.fromEnv.stderr);
+  t.match(run.fromEnv.stdout, /env\.yaml: valid/);
+  t.equal(run.noDefault.code, 1);
+  t.match(run.noDefault.stderr, /gateway\.yaml: cannot read/);
+  t.equal(run.fromDefault.code, 0, run.fromDefault.stderr);
+  t.match(run.fromDefault.stdout, /^gateway\.yaml: valid/);
 });
