@@ -105,6 +105,35 @@ routes:
   - { name: d, path_prefix: /d, upstream: bank-api, auth: none, secret: "\${UNSET_FOR_TEST}" }
 `;
 writeFileSync(join(dir, 'bad.yaml'), bad);
+
+// What passed validate before and then broke every request (or every start): each must fail in
+// validate and in serve alike, with its key path.
+const { createCa } = await import('../../src/dev/pki.js');
+const pkiCa = await createCa({ commonName: 'CLI CA' });
+const [serverA, serverB] = await Promise.all([
+  pkiCa.issue({ commonName: 'a', kind: 'server', keyAlgorithm: 'rsa' }),
+  pkiCa.issue({ commonName: 'b', kind: 'server', keyAlgorithm: 'rsa' }),
+]);
+writeFileSync(join(dir, 'a.crt'), serverA.certPem);
+writeFileSync(join(dir, 'a.key'), serverA.keyPem);
+writeFileSync(join(dir, 'b.key'), serverB.keyPem);
+const open = `upstreams: { bank: "http://127.0.0.1:1" }
+routes:
+  - { name: open, path_prefix: /, upstream: bank, auth: none }
+`;
+const breaking = {
+  mismatch: [`listen: { host: 127.0.0.1, port: 0, tls: { cert_file: a.crt, key_file: b.key } }\n${open}`, `listen.tls.key_file: ${join(dir, 'b.key')} is not the private key of cert_file's certificate`],
+  realm: [`realm: "bank\\r"\n${open}`, 'realm: must be printable ASCII without " or \\'],
+  algorithm: [`authorization_server:
+  issuer: https://as.example
+  introspection_endpoint: https://as.example/introspect
+  client_id: c
+  client_auth_method: private_key_jwt
+  private_key_file: a.key
+  signing_algorithm: PS257
+${open}`, 'authorization_server.signing_algorithm: "PS257" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)'],
+} as const;
+for (const [name, [text]] of Object.entries(breaking)) writeFileSync(join(dir, `${name}.yaml`), text);
 writeFileSync(join(dir, 'good.yaml'), good(await freePort()));
 writeFileSync(join(dir, 'env.yaml'), good(await freePort()));
 writeFileSync(join(dir, 'gateway.yaml'), good(await freePort()));
@@ -120,6 +149,10 @@ const cases = {
   fromEnv: { args: ['validate'], cwd: empty, env: { CERTBOUND_CONFIG: join(dir, 'env.yaml') } },
   noDefault: { args: ['validate'], cwd: empty },
   fromDefault: { args: ['validate'] },
+  ...Object.fromEntries(Object.keys(breaking).flatMap((name) => [
+    [`validate-${name}`, { args: ['validate', '--config', `${name}.yaml`] }],
+    [`serve-${name}`, { args: ['serve', '--config', `${name}.yaml`] }],
+  ])),
 } satisfies Record<string, Case>;
 const names = Object.keys(cases) as Array<keyof typeof cases>;
 const results = await runAll(names.map((name) => cases[name]));
@@ -157,4 +190,15 @@ t.test('config from $CERTBOUND_CONFIG, else ./gateway.yaml', async (t) => {
   t.match(run.noDefault.stderr, /gateway\.yaml: cannot read/);
   t.equal(run.fromDefault.code, 0, run.fromDefault.stderr);
   t.match(run.fromDefault.stdout, /^gateway\.yaml: valid/);
+});
+
+t.test('what would break every request later fails validate and serve alike, with its key path', async (t) => {
+  for (const [name, [, problem]] of Object.entries(breaking)) {
+    for (const command of ['validate', 'serve']) {
+      const result = run[`${command}-${name}` as keyof typeof run];
+      t.equal(result.code, 1, `${command} ${name}: exit 1`);
+      t.same(result.stderr.trim().split('\n'), [problem], `${command} ${name}: the problem with its key path`);
+      t.equal(result.stdout, '', `${command} ${name}: nothing started`);
+    }
+  }
 });
