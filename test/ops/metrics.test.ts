@@ -130,7 +130,13 @@ t.test('every certbound family is present, with its labels and samples', async (
     certbound_upstream_errors_total: { type: 'counter', labels: ['upstream', 'kind'] },
     certbound_config_reloads_total: { type: 'counter', labels: ['result'] },
     certbound_certificate_expiry_timestamp_seconds: { type: 'gauge', labels: ['certificate'] },
+    certbound_open_connections: { type: 'gauge', labels: [] },
+    certbound_uncaught_errors_total: { type: 'counter', labels: [] },
   };
+  // Declared even before their first sample (hostile.test.ts makes them count).
+  for (const name of ['certbound_connections_refused_total', 'certbound_client_errors_total']) {
+    t.match(text, new RegExp(`^# TYPE ${name} counter$`, 'm'), `${name} is a counter`);
+  }
   for (const [name, { type, labels }] of Object.entries(families)) {
     t.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `${name} is a ${type}`);
     const series = name.endsWith('_seconds') && type === 'histogram' ? `${name}_count` : name;
