@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import type { Config, RouteConfig } from './config/types.js';
 import { createRouter, type Router } from './route.js';
 import { certificateFromSocket } from './certificate/tls.js';
@@ -21,8 +22,11 @@ export interface Gateway {
   readonly config: Config;
   readonly route: Router;
   readonly readCertificate: (req: IncomingMessage) => CertificateResult;
-  /** The certificate's thumbprint for the access log of a refused request: never throws, never warns. */
-  readonly thumbprintOf: (req: IncomingMessage) => string | undefined;
+  /**
+   * The certificate's thumbprint for the access log of a refused request: never throws, never
+   * warns. The connection is passed in: once undici has sent a request body, `req.socket` is null.
+   */
+  readonly thumbprintOf: (req: IncomingMessage, socket: Socket) => string | undefined;
   readonly peerTrusted: (peer: string | undefined) => boolean;
   /** Headers no client may set: they are stripped before anything is forwarded. */
   readonly protectedHeaders: ReadonlySet<string>;
@@ -49,13 +53,13 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
   for (const r of config.routes) if (r.forwardCertificateHeader) protectedHeaders.add(r.forwardCertificateHeader);
 
   let readCertificate: Gateway['readCertificate'];
-  let peek: Gateway['readCertificate'];
+  let peek: (req: IncomingMessage, socket: Socket) => CertificateResult;
   if (cc.source === 'header') {
     const reader = createHeaderCertificateReader(cc, deps.clock, peerTrusted);
     for (const name of reader.headerNames) protectedHeaders.add(name);
-    peek = (req) => reader.read(req.headersDistinct, req.socket.remoteAddress, req.socket);
+    peek = (req, socket) => reader.read(req.headersDistinct, socket.remoteAddress, socket);
     readCertificate = (req) => {
-      const result = peek(req);
+      const result = peek(req, req.socket);
       if (!result.present && result.untrustedPeer) {
         deps.log?.warn({ msg: 'certificate header from an untrusted peer ignored', peer: req.socket.remoteAddress, header: cc.header });
       }
@@ -65,13 +69,13 @@ export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: 
     // The header a proxy would use is still stripped: a TLS client must not smuggle one upstream.
     protectedHeaders.add(cc.header);
     const options = { requireVerified: config.listen.tls?.clientCa !== undefined, checkValidity: cc.verify.checkValidity, now: deps.clock ?? Date.now };
-    readCertificate = (req) =>
-      'getPeerX509Certificate' in req.socket ? certificateFromSocket(req.socket as TLSSocket, options) : { present: false, why: 'connection is not TLS' };
-    peek = readCertificate;
+    peek = (_req, socket) =>
+      'getPeerX509Certificate' in socket ? certificateFromSocket(socket as TLSSocket, options) : { present: false, why: 'connection is not TLS' };
+    readCertificate = (req) => peek(req, req.socket);
   }
-  const thumbprintOf = (req: IncomingMessage): string | undefined => {
+  const thumbprintOf = (req: IncomingMessage, socket: Socket): string | undefined => {
     try {
-      const result = peek(req);
+      const result = peek(req, socket);
       return result.present ? result.certificate.thumbprint : undefined;
     } catch {
       return undefined;

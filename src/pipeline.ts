@@ -168,6 +168,8 @@ export interface RequestHandle {
   start(): void;
   /** The response's 'close' event (the server's one listener per response). */
   closed(): void;
+  /** The client left before the request was started (a pipelined one, waiting its turn): nothing ran, nothing to record. */
+  abandoned(): void;
 }
 
 /**
@@ -186,6 +188,8 @@ class Exchange implements ForwardCompletion, RequestHandle {
   private readonly started = performance.now();
   private readonly interactionId: string;
   private readonly method: string;
+  /** The connection: undici sets req.socket to null once it has sent the request body. */
+  private readonly socket: Socket;
   private route: RouteConfig | undefined;
   private identity: Identity = NO_IDENTITY;
   private upstream: Upstream | undefined;
@@ -201,6 +205,11 @@ class Exchange implements ForwardCompletion, RequestHandle {
   ) {
     this.interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
     this.method = req.method ?? 'GET';
+    this.socket = req.socket;
+  }
+
+  abandoned(): void {
+    this.settle();
   }
 
   start(): void {
@@ -268,7 +277,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
       const { status, reason } = fail(error, res, route, gateway, this.interactionId, obs);
       const routeName = route?.name ?? (isGatewayError(error) ? error.details.route : undefined);
       // The thumbprint a refused request presented is what an operator needs to investigate it.
-      const thumbprint = route && route.auth !== 'none' ? gateway.thumbprintOf(req) : undefined;
+      const thumbprint = route && route.auth !== 'none' ? gateway.thumbprintOf(req, this.socket) : undefined;
       this.finish(status, reason, undefined, routeName, thumbprint);
     } catch (bug) {
       this.broken(bug);
@@ -278,8 +287,9 @@ class Exchange implements ForwardCompletion, RequestHandle {
   private finish(status: number, reason: ErrorCode | 'internal' | undefined, upstreamSeconds: number | undefined, routeName: string | undefined, thumbprint: string | undefined): void {
     if (this.finished) return;
     try {
-      const { req, method, identity, started, interactionId } = this;
-      record(this.obs, { req, method, routeName, identity, thumbprint, status, reason, started, upstreamSeconds, interactionId });
+      const { method, identity, started, interactionId } = this;
+      const peer = this.socket.remoteAddress;
+      record(this.obs, { peer, method, routeName, identity, thumbprint, status, reason, started, upstreamSeconds, interactionId });
     } catch (bug) {
       this.obs.log.error({ msg: 'request handler failed', err: String(bug) });
     }
@@ -329,7 +339,7 @@ const AUTH_REASONS = new Set<string>([
 ]);
 
 interface Record_ {
-  req: IncomingMessage;
+  peer: string | undefined;
   method: string;
   routeName: string | undefined;
   identity: Identity;
@@ -405,8 +415,7 @@ function record(obs: Observers, r: Record_): void {
   if (clientId) line += `,"client_id":${json(clientId)}`;
   const thumbprint = r.identity.certificate?.thumbprint ?? r.thumbprint;
   if (thumbprint) line += `,"certificate_thumbprint":"${thumbprint}"`;
-  const peer = r.req.socket.remoteAddress;
-  if (peer) line += `,"peer":${json(peer)}`;
+  if (r.peer) line += `,"peer":${json(r.peer)}`;
   obs.access(line);
 }
 
@@ -451,7 +460,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
     status = response.status;
     reason = gatewayError?.code ?? 'internal';
   }
-  record(obs, { req, method, routeName: route?.name, identity, status, reason, started, upstreamSeconds: undefined, interactionId });
+  record(obs, { peer: req.socket.remoteAddress, method, routeName: route?.name, identity, status, reason, started, upstreamSeconds: undefined, interactionId });
 }
 
 function writeRaw(socket: Duplex, response: { status: number; headers: Readonly<Record<string, string>>; body: string }, interactionId: string): void {

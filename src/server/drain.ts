@@ -9,21 +9,45 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 export const DRAIN_IDLE_CLOSE_MS = 500;
 const SWEEP_EVERY_MS = 100;
 
+/** A request on a connection, from its arrival until its response closes. */
+interface Entry {
+  readonly res: ServerResponse;
+  readonly request: Startable;
+  started: boolean;
+}
+
 interface ConnectionState {
-  /** Responses under way on this connection (one, or a few with pipelining). */
-  readonly responses: ServerResponse[];
+  /** Requests under way on this connection, in arrival order (one, or a few with pipelining). */
+  readonly entries: Entry[];
   idleSince: number;
+  /** Called once no request is under way (see afterResponses). */
+  idle: (() => void) | undefined;
+}
+
+/** What the tracker runs: the request handler's start, or its end when it never ran (the client left first). */
+export interface Startable {
+  start(): void;
+  /** The response's 'close' event. */
+  closed(): void;
+  /** Closed before it started: nothing to run; the handler's bookkeeping ends. */
+  abandoned(): void;
 }
 
 export interface ConnectionTracker {
   /**
-   * Call for every request; the response's `close` ends it (and calls `onClose`). The request's
+   * Call for every request. Starts it now, or, when requests pipelined before it are still under
+   * way on its connection, once they have ended: one request at a time per connection, as nginx
+   * and Envoy do. RFC 9112 §9.3.2 allows parallel processing only when every request of the
+   * sequence is safe, which a server cannot know of requests not yet sent, and answers must go in
+   * order anyway. The response's `close` ends it (`onClose`, then `request.closed`). The request's
    * socket, not the response's: a pipelined response queued behind another has no socket yet.
    */
-  track(req: IncomingMessage, res: ServerResponse, onClose?: () => void): void;
+  track(req: IncomingMessage, res: ServerResponse, request: Startable, onClose: () => void): void;
   readonly inFlight: () => number;
   /** Whether a response on this connection has sent its headers (an error written now would corrupt it). */
   readonly responding: (socket: object) => boolean;
+  /** Runs `fn` once no request is under way on this connection (at once if none is). */
+  readonly afterResponses: (socket: object, fn: () => void) => void;
   /**
    * Stops accepting, asks every response not yet started to close its connection, and closes
    * idle connections (see DRAIN_IDLE_CLOSE_MS). Resolves once every connection has ended, or
@@ -32,9 +56,19 @@ export interface ConnectionTracker {
   drain(graceMs: number): Promise<boolean>;
 }
 
+/** Starts the request now first in line; on a connection that is gone, ends every one that never started. */
+function startNext(state: ConnectionState, socket: Socket): void {
+  for (const entry of state.entries) {
+    if (entry.started) continue;
+    entry.started = true;
+    if (socket.destroyed) entry.request.abandoned();
+    else return entry.request.start();
+  }
+}
+
 /** Follows the traffic server's connections and requests, for a drain that drops nothing it can finish. */
 export function trackConnections(server: Server, tls: boolean): ConnectionTracker {
-  // In-flight responses are listed per connection, not in one Set: a Set of every response costs
+  // In-flight requests are listed per connection, not in one Set: a Set of every response costs
   // ~5 µs CPU per request and ~30 MiB of RSS under load (BENCHMARKS.md), an array of one does not.
   const connections = new Map<Socket, ConnectionState>();
   let draining = false;
@@ -42,7 +76,7 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
   const stateOf = (socket: Socket): ConnectionState => {
     let state = connections.get(socket);
     if (state === undefined) {
-      state = { responses: [], idleSince: performance.now() };
+      state = { entries: [], idleSince: performance.now(), idle: undefined };
       connections.set(socket, state);
       socket.once('close', () => connections.delete(socket));
     }
@@ -54,18 +88,30 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
   server.on('upgrade', (_req, socket: Socket) => connections.delete(socket));
 
   return {
-    track(req, res, onClose) {
-      const state = stateOf(req.socket);
-      state.responses.push(res);
+    track(req, res, request, onClose) {
+      // Kept: undici sets req.socket to null once it has sent a request body.
+      const socket = req.socket;
+      const state = stateOf(socket);
+      const entry: Entry = { res, request, started: false };
+      state.entries.push(entry);
       if (draining) res.setHeader('connection', 'close');
       let open = true;
       const closed = (): void => {
         if (!open) return;
         open = false;
-        const i = state.responses.indexOf(res);
-        if (i !== -1) state.responses.splice(i, 1);
+        const i = state.entries.indexOf(entry);
+        if (i !== -1) state.entries.splice(i, 1);
         state.idleSince = performance.now();
-        onClose?.();
+        if (!entry.started) {
+          entry.started = true;
+          request.abandoned();
+        }
+        onClose();
+        request.closed();
+        if (state.entries.length > 0) return startNext(state, socket);
+        const idle = state.idle;
+        state.idle = undefined;
+        idle?.();
       };
       // `on`, not `once`: a response closes once and is garbage after; once's wrapper is not needed.
       res.on('close', closed);
@@ -73,29 +119,38 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
       // 'close'; its request does. Destroyed, so whatever answers it later sees a client gone.
       if (res.socket === null) {
         req.once('close', () => {
-          if (!req.socket.destroyed) return;
+          if (!socket.destroyed) return;
           res.destroy();
           closed();
         });
       }
+      if (state.entries.length === 1) {
+        entry.started = true;
+        request.start();
+      }
     },
-    responding: (socket) => connections.get(socket as Socket)?.responses.some((res) => res.headersSent) ?? false,
+    afterResponses(socket, fn) {
+      const state = connections.get(socket as Socket);
+      if (state === undefined || state.entries.length === 0) return fn();
+      state.idle = fn;
+    },
+    responding: (socket) => connections.get(socket as Socket)?.entries.some((e) => e.res.headersSent) ?? false,
     inFlight: () => {
       let n = 0;
-      for (const state of connections.values()) n += state.responses.length;
+      for (const state of connections.values()) n += state.entries.length;
       return n;
     },
     async drain(graceMs) {
       draining = true;
       for (const state of connections.values()) {
-        for (const res of state.responses) if (!res.headersSent) res.setHeader('connection', 'close');
+        for (const { res } of state.entries) if (!res.headersSent) res.setHeader('connection', 'close');
       }
       // net's close, not http's: http's also destroys every idle connection at once (Node ≥ 19), the race above.
       const closed = new Promise<boolean>((resolve) => NetServer.prototype.close.call(server, () => resolve(true)));
       const sweep = (): void => {
         const now = performance.now();
         for (const [socket, state] of connections) {
-          if (state.responses.length === 0 && now - state.idleSince >= DRAIN_IDLE_CLOSE_MS) socket.destroy();
+          if (state.entries.length === 0 && now - state.idleSince >= DRAIN_IDLE_CLOSE_MS) socket.destroy();
         }
       };
       sweep();

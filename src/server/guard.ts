@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Metrics } from '../observability/metrics.js';
+import { uuidV4 } from '../uuid.js';
 
 /** What each client error Node reports is, for the answer and the metric. */
 function kindOf(code: string | undefined): { kind: string; status: number; text: string } {
@@ -19,13 +20,27 @@ export interface GuardDeps {
   readonly metrics: Metrics;
   /** Whether a response on this connection has sent its headers already. */
   readonly responding: (socket: object) => boolean;
+  /** Runs `fn` once no request is under way on this connection. */
+  readonly afterResponses: (socket: object, fn: () => void) => void;
+}
+
+/** A client that never reads its last answer is destroyed this long after it (an idle socket's FIN is not waited for). */
+const LINGER_MS = 1000;
+
+function answer(status: number, text: string): string {
+  return `HTTP/1.1 ${status} ${text}\r\ndate: ${new Date().toUTCString()}\r\nx-fapi-interaction-id: ${uuidV4()}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
 }
 
 /**
  * The traffic listener's edges: connections refused beyond max_connections are counted, open
- * ones gauged, and a client Node gives up on (headers or request timeout, unparsable bytes, a
- * header block too large) gets one short answer, when nothing else is being written to it, and is
- * destroyed, never half-closed: destroying it aborts its request and that request's upstream call.
+ * ones gauged, and a client Node gives up on is answered and destroyed, never left half-closed:
+ * destroying it aborts its request and that request's upstream call.
+ * - A timeout (headers or whole request): a 408 when nothing else is being written to it, then
+ *   destroyed at once. Requests still under way on that connection end with it.
+ * - Bytes that do not parse (a bad request line, a header block too large) after pipelined
+ *   requests: those requests are answered first, in order, then the 400 or 431, then the end.
+ *   Bytes after a request that closes the connection (`Connection: close`, HTTP/1.0) are
+ *   dropped: that request's answer is the last.
  */
 export function guardTraffic(server: Server, deps: GuardDeps): void {
   const { metrics } = deps;
@@ -38,9 +53,19 @@ export function guardTraffic(server: Server, deps: GuardDeps): void {
     if (error.code === 'ECONNRESET' || error.code === 'EPIPE') return void socket.destroy();
     const { kind, status, text } = kindOf(error.code);
     metrics.clientErrors.inc({ kind });
-    if (socket.writable && !deps.responding(socket)) {
-      socket.write(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    if (kind === 'request_timeout') {
+      if (socket.writable && !deps.responding(socket)) socket.write(answer(status, text));
+      return void socket.destroy();
     }
-    socket.destroy();
+    deps.afterResponses(socket, () => {
+      if (!socket.writable) return void socket.destroy();
+      const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+      linger.unref();
+      const last = error.code === 'HPE_CLOSED_CONNECTION' ? '' : answer(status, text);
+      socket.end(last, () => {
+        clearTimeout(linger);
+        socket.destroy();
+      });
+    });
   });
 }

@@ -144,11 +144,7 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
       hold(current);
       handling++;
       const request = exchange(req, res, current, observers, handled);
-      connections.track(req, res, () => {
-        release(current);
-        request.closed();
-      });
-      request.start();
+      connections.track(req, res, request, () => release(current));
     } catch (bug) {
       // A bug here must cost one request, not the process and every request in flight.
       metrics.uncaughtErrors.inc();
@@ -157,7 +153,7 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     }
   });
   const connections = trackConnections(traffic, initial.listen.tls !== undefined);
-  guardTraffic(traffic, { metrics, responding: connections.responding });
+  guardTraffic(traffic, { metrics, responding: connections.responding, afterResponses: connections.afterResponses });
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
   // A 101 (or a refusal) from the upstream goes to the client as http-proxy writes it: clean its hop-by-hop headers first.
