@@ -7,7 +7,13 @@ import { join, resolve } from 'node:path';
 import { writeDemoPki } from '../../src/dev/pki.js';
 import { REPOSITORY_ROOT } from '../../demo/stack.js';
 
+// Five child processes, each a cold tsx start: ~9 s on an idle machine, far more on a busy one.
+// tap's per-file default (30 s) would cut them short; each child has its own generous timeout.
+t.setTimeout(300_000);
+
 const TSX = resolve(REPOSITORY_ROOT, 'node_modules/tsx/dist/cli.mjs');
+/** Per child: a hung child (the bug) is killed at this point; a working one is done in seconds. */
+const CHILD_TIMEOUT_MS = 120_000;
 
 interface Exit {
   readonly code: number | null;
@@ -42,7 +48,7 @@ function tsx(args: string[], env: Record<string, string>, timeoutMs: number): Pr
 
 t.test('npm run demo -- --once: every step ✔, exit 0', async (t) => {
   const ports = { CERTBOUND_PORT: '0', CERTBOUND_ADMIN_PORT: '0', CERTBOUND_AS_PORT: '0', CERTBOUND_BANK_PORT: '0' };
-  const run = await tsx(['demo/run.ts', '--once'], ports, 60_000);
+  const run = await tsx(['demo/run.ts', '--once'], ports, CHILD_TIMEOUT_MS);
   t.equal(run.code, 0, run.stdout + run.stderr);
   t.equal(run.signal, null);
   const verdicts = run.stdout.split('\n').filter((l) => /[✔✘]\s*$/.test(l));
@@ -60,7 +66,7 @@ t.test('npm run demo -- --once: every step ✔, exit 0', async (t) => {
 });
 
 t.test('npm run demo rejects unknown arguments', async (t) => {
-  const run = await tsx(['demo/run.ts', '--nope'], {}, 30_000);
+  const run = await tsx(['demo/run.ts', '--nope'], {}, CHILD_TIMEOUT_MS);
   t.equal(run.code, 2);
   t.match(run.stderr, /unknown argument: --nope/);
 });
@@ -70,12 +76,12 @@ t.test('certbound validate --config gateway.yaml', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   await writeDemoPki(dir);
 
-  const valid = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'validate-test-secret' }, 30_000);
+  const valid = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'validate-test-secret' }, CHILD_TIMEOUT_MS);
   t.equal(valid.code, 0, valid.stderr);
   t.equal(valid.stdout, 'gateway.yaml: valid (5 routes)\n');
   t.equal(valid.stderr, '');
 
-  const nowhere = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: join(dir, 'missing') }, 30_000);
+  const nowhere = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: join(dir, 'missing') }, CHILD_TIMEOUT_MS);
   t.equal(nowhere.code, 1);
   t.equal(nowhere.stdout, '');
   const problems = nowhere.stderr.trim().split('\n');
@@ -87,7 +93,7 @@ t.test('certbound validate --config gateway.yaml', async (t) => {
     `listen.tls.key_file: cannot read ${join(dir, 'missing', 'server.key')}: ENOENT`,
   ].sort(), 'every problem, each with its key path');
 
-  const badPort = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'x', CERTBOUND_PORT: 'eighty', CERTBOUND_AS_URL: 'ftp://as' }, 30_000);
+  const badPort = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'x', CERTBOUND_PORT: 'eighty', CERTBOUND_AS_URL: 'ftp://as' }, CHILD_TIMEOUT_MS);
   t.equal(badPort.code, 1);
   t.match(badPort.stderr, /^listen\.port: must be an integer from 0 to 65535$/m);
   t.match(badPort.stderr, /^authorization_server\.issuer: "ftp:\/\/as" is not an http\(s\) URL$/m);

@@ -20,38 +20,53 @@ async function revoke(t: Test, top: Topology, token: string): Promise<void> {
 }
 const introspections = (top: Topology) => top.backends.as.requests.filter((r) => r.path === '/token/introspection').length;
 
-t.test('cache max_ttl_seconds: 1 → a revoked token is refused within 1 s (plus margin)', async (t) => {
+t.test('cache max_ttl_seconds: 1 → a revoked token is refused once 1 s has passed since it was cached', async (t) => {
   const top = await startTopology({ cache: { max_ttl_seconds: 1 } });
   t.teardown(() => top.close());
   const token = await issue(top);
+  // certbound caches the introspection result while it answers the first request: after
+  // `firstSentAt`, before `cachedAt`. Every bound below follows from that, not from the speed of
+  // the machine. The cache's clock has 1 ms steps and an entry lives until more than its TTL has
+  // passed, hence the few milliseconds on top of 1000.
+  const TTL_MS = 1000;
+  const firstSentAt = performance.now();
   const first = await top.api(top.clients.a, ACCOUNTS, { token });
-  const cachedAt = performance.now(); // the result is cached when the answer comes back
+  const cachedAt = performance.now();
   t.equal(first.status, 200);
   await revoke(t, top, token);
   const calls = introspections(top);
 
-  const soon = await top.api(top.clients.a, ACCOUNTS, { token });
-  const elapsed = performance.now() - cachedAt;
-  // Only meaningful when the revocation round trip was fast, which on loopback it is.
-  if (elapsed < 800) {
-    t.equal(soon.status, 200, `still served from the cache ${Math.round(elapsed)} ms after caching`);
+  interface Attempt { readonly sentAt: number; readonly answeredAt: number; readonly reply: Awaited<ReturnType<Topology['api']>> }
+  const attempt = async (): Promise<Attempt> => {
+    const sentAt = performance.now();
+    const reply = await top.api(top.clients.a, ACCOUNTS, { token });
+    return { sentAt, answeredAt: performance.now(), reply };
+  };
+  const since = (at: number) => `${Math.round(at - cachedAt)} ms after caching`;
+
+  const soon = await attempt();
+  // Looked up before the answer came back, so within TTL_MS of caching if answered in time.
+  if (soon.answeredAt - firstSentAt < TTL_MS - 5) {
+    t.equal(soon.reply.status, 200, `still served from the cache: answered ${since(soon.answeredAt)}`);
     t.equal(introspections(top), calls, 'no introspection call for a cached token');
+  } else {
+    t.comment(`the revocation took until ${since(soon.sentAt)}: the cache hit is not observable this run`);
   }
 
-  let refusedAfter: number | undefined;
-  let last = soon;
-  while (performance.now() - cachedAt < 3000) {
-    last = await top.api(top.clients.a, ACCOUNTS, { token });
-    if (last.status !== 200) {
-      refusedAfter = performance.now() - cachedAt;
-      break;
-    }
+  // Poll until one request was sent more than TTL_MS after caching; that one must be refused.
+  const attempts = [soon];
+  while (attempts.at(-1)!.sentAt - cachedAt <= TTL_MS + 5) {
     await sleep(50);
+    attempts.push(await attempt());
   }
-  t.ok(refusedAfter !== undefined && refusedAfter <= 1000 + 250, `refused ${Math.round(refusedAfter ?? -1)} ms after caching (≤ 1000 ms + 250 ms margin)`);
-  t.equal(last.status, 401);
-  t.equal(last.headers['www-authenticate'], INACTIVE);
-  t.same(last.json(), { error: 'invalid_token', error_description: 'the access token is not active' });
+  const statuses = attempts.map((a) => a.reply.status);
+  const firstRefusal = statuses.indexOf(401);
+  t.ok(firstRefusal !== -1 && statuses.slice(0, firstRefusal).every((s) => s === 200) && statuses.slice(firstRefusal).every((s) => s === 401),
+    `served from the cache, then refused for good (${statuses.join(' ')})`);
+  const last = attempts.at(-1)!;
+  t.equal(last.reply.status, 401, `the first request sent more than ${TTL_MS} ms after caching (${since(last.sentAt)}) is refused`);
+  t.equal(last.reply.headers['www-authenticate'], INACTIVE);
+  t.same(last.reply.json(), { error: 'invalid_token', error_description: 'the access token is not active' });
   const again = await top.api(top.clients.a, ACCOUNTS, { token });
   t.equal(again.status, 401, 'inactive results are not cached as active (negative_ttl_seconds: 0)');
 });

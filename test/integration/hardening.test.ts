@@ -10,6 +10,12 @@ import { serve, startIntrospection, startUpstream } from '../helpers/servers.js'
 import { call, tlsClient } from '../helpers/client.js';
 
 // Regression tests for what a review of the request path found: each one failed before its fix.
+// Three of them bound how long the next request waits for the only upstream connection at 10 s:
+// the bugs they guard against hold it for timeout_ms (20 s) or forever. Failing, the file would
+// outlast tap's 30 s default, which would hide which assertion failed.
+t.setTimeout(120_000);
+/** How long the next request may wait for the only upstream connection: well below the 20 s the bugs take. */
+const FREED_WITHIN_MS = 10_000;
 const ca = await createCa({ commonName: 'Hardening CA' });
 const server = await ca.issue({ commonName: 'localhost', kind: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], keyAlgorithm: 'rsa' });
 const tpp = await ca.issue({ commonName: 'TPP', kind: 'client' });
@@ -26,10 +32,22 @@ const as = await startIntrospection(new Map([
   ['old', bound(expired.thumbprint)],
 ]));
 // An introspection endpoint that answers after 300 ms, for a client that leaves meanwhile.
+// `close`: the exchange is over, answered or cancelled by certbound.
+let slowAsSeen = 0;
+let slowAsDone = 0;
 const slowAs = await serve((req, res) => {
+  slowAsSeen++;
   req.resume();
+  res.on('close', () => slowAsDone++);
   setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(bound(tpp.thumbprint))), 300);
 });
+const waitFor = async (check: () => boolean, what: string, withinMs = 30_000): Promise<void> => {
+  const deadline = Date.now() + withinMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within ${withinMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
 const upstream = await startUpstream();
 const doc = (overrides: Record<string, unknown> = {}) => ({
   client_certificate: { source: 'header', trusted_proxies: ['127.0.0.1/32'] },
@@ -88,12 +106,21 @@ t.test('a client that leaves during introspection does not leak an upstream conn
   t.teardown(() => slow.close());
   const port = Number(new URL(slow.url).port);
   const headers = `authorization: Bearer tok\r\nx-wso2-client-certificate: ${cert['x-wso2-client-certificate']}\r\n`;
-  await raw(port, `GET /narrow/big HTTP/1.1\r\nhost: x\r\n${headers}\r\n`, true);
-  await new Promise((r) => setTimeout(r, 500)); // introspection answers, then the forward starts without a client
+  const asked = slowAsSeen;
+  const done = slowAsDone;
+  const s = netConnect(port, '127.0.0.1', () => s.write(`GET /narrow/big HTTP/1.1\r\nhost: x\r\n${headers}\r\n`));
+  s.on('error', () => undefined);
+  // The client leaves while certbound is asking the introspection endpoint (not before: a
+  // connection reset before certbound read the request never gets as far as introspection).
+  await waitFor(() => slowAsSeen > asked, 'certbound is introspecting the token');
+  s.resetAndDestroy();
+  // Introspection answers with the client gone; the bug then started the forward without a client.
+  await waitFor(() => slowAsDone > done, 'the introspection exchange is over');
+  t.notOk(slow.logs.some((l) => l.msg === 'certificate header from an untrusted peer ignored'), 'the request was read while the client was there');
   const started = Date.now();
   const next = await call(`${slow.url}/narrow/small`, { headers: { authorization: 'Bearer tok', ...cert } });
   t.equal(next.status, 200);
-  t.ok(Date.now() - started < 3000, 'the only upstream connection (connections: 1) was free');
+  t.ok(Date.now() - started < FREED_WITHIN_MS, `the only upstream connection (connections: 1, timeout_ms: 20000) was free (${Date.now() - started} ms)`);
 });
 
 t.test('a client that leaves while the upstream is still answering frees the upstream connection at once', async (t) => {
@@ -105,28 +132,38 @@ t.test('a client that leaves while the upstream is still answering frees the ups
     s.write(`GET /narrow/slow HTTP/1.1\r\nhost: x\r\nauthorization: Bearer tok\r\nx-wso2-client-certificate: ${cert['x-wso2-client-certificate']}\r\n\r\n`);
   });
   // The upstream has the request (and never answers it); then the client goes.
-  while (upstream.seen.length === seen) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => upstream.seen.length > seen, 'the upstream got /narrow/slow');
   s.destroy();
   const started = Date.now();
   const next = await call(`${gone.url}/narrow/small`, { headers: { authorization: 'Bearer tok', ...cert } });
   t.equal(next.status, 200);
-  t.ok(Date.now() - started < 5000, `the only upstream connection (connections: 1, timeout_ms: 20000) was freed (${Date.now() - started} ms)`);
+  t.ok(Date.now() - started < FREED_WITHIN_MS, `the only upstream connection (connections: 1, timeout_ms: 20000) was freed (${Date.now() - started} ms)`);
 });
 
 t.test('a client that stops reading releases the upstream connection after timeout_ms', async (t) => {
   const stalled = await startGateway(doc({ upstreams: { bank: upstream.url, narrow: { url: upstream.url, connections: 1, timeout_ms: 500 } } }));
   t.teardown(() => stalled.close());
   const port = Number(new URL(stalled.url).port);
+  const seen = upstream.seen.length;
   const s = netConnect(port, '127.0.0.1', () => {
     s.write(`GET /narrow/big HTTP/1.1\r\nhost: x\r\nauthorization: Bearer tok\r\nx-wso2-client-certificate: ${cert['x-wso2-client-certificate']}\r\n\r\n`);
     s.pause(); // never read
   });
   t.teardown(() => s.destroy());
-  await new Promise((r) => setTimeout(r, 200));
+  await waitFor(() => upstream.seen.slice(seen).some((r) => r.url === '/narrow/big'), 'the upstream got /narrow/big');
+  // The response stalls once the socket buffers are full; timeout_ms later certbound cuts it. Not a
+  // queued request racing that cut: a request waiting for the connection has its own timeout_ms
+  // deadline from dispatch, so which came first would depend on the machine's speed.
+  const readStalls = async () => (await stalled.metrics.clientErrors.get()).values.find((v) => v.labels.kind === 'read_stalled')?.value ?? 0;
+  let stalls = 0;
+  const deadline = Date.now() + 30_000;
+  while ((stalls = await readStalls()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  t.equal(stalls, 1, 'certbound_client_errors_total{kind="read_stalled"}: the stalled response was cut');
   const started = Date.now();
   const next = await call(`${stalled.url}/narrow/small`, { headers: { authorization: 'Bearer tok', ...cert } });
-  t.equal(next.status, 200);
-  t.ok(Date.now() - started < 5000, `freed after the write timeout (${Date.now() - started} ms)`);
+  t.equal(next.status, 200, 'the only upstream connection (connections: 1) serves the next request');
+  // Not freed, it would make the next request wait timeout_ms and answer 504.
+  t.ok(Date.now() - started < FREED_WITHIN_MS, `answered in ${Date.now() - started} ms`);
 });
 
 t.test('";" in a path is refused: Java servers read "..;/" as ".."', async (t) => {

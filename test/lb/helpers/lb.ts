@@ -21,16 +21,22 @@ export const ROUTE = '/ob/aisp/accounts';
 export const PROBE = '/probe';
 export const TRUSTED_PROXIES = ['127.0.0.1/32', '::1/128'];
 
-/** Fails (never skips) when a load balancer binary is missing: CI installs them (.ci/run). */
+/** Fails (never skips) when a load balancer binary is missing: `npm test` installs them first (scripts/test-setup.sh). */
 export function requireBinary(path: string, debianPackage: string): void {
   try {
     accessSync(path, constants.X_OK);
   } catch {
-    throw new Error(`${path} not found or not executable: install the Debian package "${debianPackage}" (.ci/run does it with apt-get before npm test)`);
+    throw new Error(`${path} not found or not executable: install the Debian package "${debianPackage}" (\`npm run test:setup\`, scripts/test-setup.sh, installs it; \`npm test\` runs it first)`);
   }
 }
 
 export const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Limits of waits that end as soon as their condition holds: generous, so a busy machine is no failure. */
+const READY_MS = 60_000;
+const SOCKET_TIMEOUT_MS = 30_000;
+/** SIGTERM, then this long for the LB to exit by itself before SIGKILL; then as long for its workers. */
+const STOP_GRACE_MS = 10_000;
 
 /** `count` distinct ports nobody listens on right now (the LB binds them a moment later). */
 export async function freePorts(count: number): Promise<number[]> {
@@ -193,13 +199,15 @@ export async function startLb(
       stopping ??= (async () => {
         if (!hasExited()) {
           killGroup(child, 'SIGTERM');
-          const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 3000);
+          const timer = setTimeout(() => killGroup(child, 'SIGKILL'), STOP_GRACE_MS);
           await exited;
           clearTimeout(timer);
         }
-        // Workers that outlive their master (should not happen): give them a moment, then kill.
-        for (let i = 0; i < 40 && groupAlive(child.pid); i++) await sleep(50);
+        // Workers that outlive their master (should not happen): give them a moment, then kill,
+        // and wait until the kernel has removed them (a process just sent SIGKILL still exists).
+        await until(() => !groupAlive(child.pid), STOP_GRACE_MS);
         if (groupAlive(child.pid)) killGroup(child, 'SIGKILL');
+        await until(() => !groupAlive(child.pid), STOP_GRACE_MS);
         running.delete(lb);
       })();
       return stopping;
@@ -209,7 +217,8 @@ export async function startLb(
   running.add(lb);
   t.teardown(() => lb.stop());
 
-  const deadline = Date.now() + (opts.readyMs ?? 10_000);
+  const readyMs = opts.readyMs ?? READY_MS;
+  const deadline = Date.now() + readyMs;
   for (;;) {
     if (spawnError) throw new Error(`${opts.name}: could not start ${opts.command}: ${spawnError.message}`);
     if (hasExited()) {
@@ -218,7 +227,7 @@ export async function startLb(
     if (await accepts(opts.port)) return lb;
     if (Date.now() > deadline) {
       await lb.stop();
-      throw new Error(`${opts.name} did not listen on 127.0.0.1:${opts.port} within ${opts.readyMs ?? 10_000} ms:\n${lb.output()}`);
+      throw new Error(`${opts.name} did not listen on 127.0.0.1:${opts.port} within ${readyMs} ms:\n${lb.output()}`);
     }
     await sleep(50);
   }
@@ -244,6 +253,12 @@ function accepts(port: number): Promise<boolean> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls every 50 ms until `check` holds or `withinMs` passed. */
+async function until(check: () => boolean, withinMs: number): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (!check() && Date.now() < deadline) await sleep(50);
+}
 
 /** Clients (undici agents) trusting the test CA and presenting A, B, a foreign-CA certificate, or none. */
 export function clients(t: TestLike, fx: Fixture): { asA: Agent; asB: Agent; foreign: Agent; anonymous: Agent } {
@@ -332,7 +347,7 @@ export function handshakeOutcome(fx: Fixture, port: number, cert: Issued): Promi
     socket.once('data', () => done('answered'));
     socket.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
     socket.once('close', () => done('closed'));
-    socket.setTimeout(5000, () => done('timeout'));
+    socket.setTimeout(SOCKET_TIMEOUT_MS, () => done('timeout'));
   });
 }
 
@@ -364,7 +379,7 @@ export function rawRequest(fx: Fixture, port: number, cert: Issued, session?: Bu
       if (status === undefined) reject(new Error(`no HTTP answer: ${JSON.stringify(text.slice(0, 200))}`));
       else resolve({ status: Number(status), reused, session: latest });
     });
-    socket.setTimeout(5000, () => socket.destroy(new Error('timeout')));
+    socket.setTimeout(SOCKET_TIMEOUT_MS, () => socket.destroy(new Error('timeout')));
   });
 }
 
