@@ -7,6 +7,9 @@ import {
   bearer, clients, diagnose, expect401, expectBound200, expectResumptionKeepsCertificate, freePort, isRoot, MISMATCH, PROBE, probe, REQUIRED,
   requireBinary, ROUTE, startFixture, startLb, writeConfig, expectForeignCaRejected } from './helpers/lb.js';
 
+// Starts a real load balancer: a generous limit for this file instead of tap's 30 s (no test may depend on the machine's speed).
+t.setTimeout(180_000);
+
 const APACHE = '/usr/sbin/apache2';
 const MODULES = '/usr/lib/apache2/modules';
 const HEADER = 'ssl-client-cert';

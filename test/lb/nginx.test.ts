@@ -7,6 +7,9 @@ import {
   ROUTE, startFixture, startLb, diagnose, writeConfig,
 } from './helpers/lb.js';
 
+// Starts a real load balancer: a generous limit for this file instead of tap's 30 s (no test may depend on the machine's speed).
+t.setTimeout(180_000);
+
 const NGINX = '/usr/sbin/nginx';
 const CONSUMED = ['ssl-client-cert', 'ssl-client-verify'];
 
