@@ -103,6 +103,38 @@ t.test('a stalled request body: the upstream request is cancelled after timeout_
   t.equal(await metric(gw, 'certbound_client_errors_total', { kind: 'body_stalled' }), 1);
 });
 
+t.test('a slow upload that keeps moving is not a stalled one; a request that waits for a connection keeps the deadline only until its headers come', async (t) => {
+  const slowUp = await serve((req, res) => {
+    const hash = createHash('sha256');
+    req.on('data', (c: Buffer) => hash.update(c));
+    req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(hash.digest('hex')), 300));
+  });
+  const g = await startGateway(base({ upstreams: { bank: upstream.url, narrow: { url: slowUp.url, connections: 1, timeout_ms: 1000 } } }));
+  t.teardown(async () => {
+    await g.close();
+    await slowUp.close();
+  });
+  const p = portOf(g);
+  const parts = Array.from({ length: 8 }, (_, i) => `part-${i};`);
+  const body = parts.join('');
+  const upload = await rawConnect({ port: p });
+  await upload.write(`POST /narrow/upload HTTP/1.1\r\nHost: bank.example\r\nContent-Length: ${body.length}\r\n\r\n`);
+  // 8 pieces 400 ms apart: 3.2 s in all, more than timeout_ms (1000), never a pause as long.
+  for (const part of parts) {
+    await new Promise((r) => setTimeout(r, 400));
+    await upload.write(part);
+  }
+  const done = only(await upload.wait(1, 30_000));
+  upload.destroy();
+  t.equal(done.status, 200);
+  t.equal(done.text, createHash('sha256').update(body).digest('hex'), 'the whole body reached the upstream');
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'body_stalled' }), 0);
+  // Two at once on one connection: the second waits ~300 ms for it, then its headers come in time.
+  const [a, b] = await Promise.all(['a', 'b'].map((x) => rawExchange({ port: p, send: `GET /narrow/${x} HTTP/1.1\r\nHost: bank.example\r\n\r\n`, expect: 1, timeoutMs: 30_000 })));
+  t.same([only(a!).status, only(b!).status], [200, 200]);
+  t.equal(await metric(g, 'certbound_upstream_errors_total', { upstream: 'narrow', kind: 'timeout' }), 0);
+});
+
 t.test('TLS: the token endpoint (auth: mtls) with a trusted certificate, a stalled body and a slowloris are both cut', async (t) => {
   const server = await ca.issue({ commonName: 'localhost', kind: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], keyAlgorithm: 'rsa' });
   const dir = mkdtempSync(join(tmpdir(), 'certbound-hostile-'));

@@ -227,6 +227,22 @@ t.test('what would break every request later is refused now, with its key path',
   t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'ES256' })), ['authorization_server.signing_algorithm: "ES256" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)']);
   t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'RS384' })), []);
   t.same(build(as({ private_key_file: 'a.key' })), [], 'no algorithm: the one that fits the key');
+  const { generateKeyPairSync } = await import('node:crypto');
+  const keyFile = (name: string, key: ReturnType<typeof generateKeyPairSync>['privateKey']) => writeFileSync(join(dir, name), key.export({ format: 'pem', type: 'pkcs8' }));
+  keyFile('p384.key', generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey);
+  keyFile('p521.key', generateKeyPairSync('ec', { namedCurve: 'secp521r1' }).privateKey);
+  keyFile('k256.key', generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey);
+  keyFile('ed.key', generateKeyPairSync('ed25519').privateKey);
+  keyFile('pss.key', generateKeyPairSync('rsa-pss', { modulusLength: 2048 }).privateKey);
+  keyFile('x25519.key', generateKeyPairSync('x25519').privateKey);
+  t.same(build(as({ private_key_file: 'ec.key', signing_algorithm: 'ES384' })), ['authorization_server.signing_algorithm: "ES384" cannot sign with this key (one of ES256)']);
+  t.same(build(as({ private_key_file: 'p384.key', signing_algorithm: 'ES384' })), []);
+  t.same(build(as({ private_key_file: 'p521.key', signing_algorithm: 'ES256' })), ['authorization_server.signing_algorithm: "ES256" cannot sign with this key (one of ES512)']);
+  t.same(build(as({ private_key_file: 'ed.key', signing_algorithm: 'EdDSA' })), []);
+  t.same(build(as({ private_key_file: 'pss.key', signing_algorithm: 'RS256' })), ['authorization_server.signing_algorithm: "RS256" cannot sign with this key (one of PS256, PS384, PS512)']);
+  for (const unusable of ['k256.key', 'x25519.key']) {
+    t.same(build(as({ private_key_file: unusable })), [`authorization_server.private_key_file: ${join(dir, unusable)}: unsupported key type for private_key_jwt (RSA, EC P-256/384/521 or Ed25519)`], unusable);
+  }
   const tlsAuth = { authorization_server: { ...minimal().authorization_server, client_auth_method: 'tls_client_auth', client_cert_file: 'ec.crt', client_key_file: 'a.key' } };
   t.same(build(tlsAuth), [`authorization_server.client_key_file: ${join(dir, 'a.key')} is not the private key of client_cert_file's certificate`]);
 });
