@@ -35,7 +35,7 @@ export interface ListenConfig {
   readonly maxHeaderBytes: number;
   /** Requests with more header lines are refused with 431. */
   readonly maxHeaders: number;
-  /** Beyond this many open connections, new ones are closed at once (and counted). Restart-only. */
+  /** Beyond this many open connections, new ones are closed at once (and counted). */
   readonly maxConnections: number;
   readonly keepAliveTimeoutMs: number;
   /** Time allowed to receive a request's headers. */

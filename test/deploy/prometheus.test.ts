@@ -316,6 +316,8 @@ t.test('the rules cover the required alerts', async (t) => {
     CertboundConfigReloadFailed: [/increase\(certbound_config_reloads_total\{[^}]*result="failure"/, /> 0\b/],
     CertboundUpstreamErrors: [/certbound_upstream_errors_total/],
     CertboundPodNotReady: [/\bup\{/],
+    CertboundUncaughtErrors: [/increase\(certbound_uncaught_errors_total\{/, /> 0\b/],
+    CertboundConnectionsRefused: [/certbound_connections_refused_total/, /> 0\b/],
   };
   for (const [name, patterns] of Object.entries(required)) {
     const expr = byName.get(name);
