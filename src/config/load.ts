@@ -263,6 +263,7 @@ function loadListen(s: Section): ListenConfig {
     requestTimeoutMs,
     // Default 10 s, or the request timeout when that is shorter (Node refuses a longer one).
     headersTimeoutMs: s.int('headers_timeout_ms', Math.min(10000, requestTimeoutMs || 10000), 1, 3600000),
+    sendTimeoutMs: s.int('send_timeout_ms', 30000, 1, 3600000),
   };
   if (out.requestTimeoutMs !== 0 && out.headersTimeoutMs > out.requestTimeoutMs) {
     s.problem('headers_timeout_ms', `must not exceed request_timeout_ms (${out.requestTimeoutMs})`);
@@ -276,6 +277,9 @@ function keyMatches(cert: LoadedFile, key: LoadedFile): boolean {
   const first = pemCertificateBlocks(cert.contents)[0];
   return first !== undefined && new X509Certificate(first).checkPrivateKey(createPrivateKey(key.contents));
 }
+
+/** The asymmetric JWS algorithms (RFC 7518, RFC 8037) a private_key_jwt assertion may use. */
+const JWS_ALGORITHMS = ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
 /** JWS algorithms (RFC 7518, RFC 8037) each private key type can sign with. */
 function algorithmsFor(key: KeyObject): readonly string[] {
@@ -371,7 +375,9 @@ function loadAuthorizationServer(s: Section, validation: TokenValidationMode): A
   }
   const privateKey = s.privateKey('private_key_file', needsIntrospection && clientAuthMethod === 'private_key_jwt');
   const signingAlgorithm = s.string('signing_algorithm');
-  if (privateKey) {
+  if (signingAlgorithm !== undefined && !JWS_ALGORITHMS.includes(signingAlgorithm)) {
+    s.problem('signing_algorithm', `"${signingAlgorithm}" is not a JWS algorithm for private_key_jwt (one of ${JWS_ALGORITHMS.join(', ')})`);
+  } else if (privateKey) {
     const usable = algorithmsFor(createPrivateKey(privateKey.contents));
     if (usable.length === 0) s.problem('private_key_file', `${privateKey.path}: unsupported key type for private_key_jwt (RSA, EC P-256/384/521 or Ed25519)`);
     else if (signingAlgorithm !== undefined && !usable.includes(signingAlgorithm)) {

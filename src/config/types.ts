@@ -42,6 +42,8 @@ export interface ListenConfig {
   readonly headersTimeoutMs: number;
   /** Time allowed to receive a whole request, body included; 0: none. */
   readonly requestTimeoutMs: number;
+  /** A client that reads nothing of what certbound has to send for this long is cut. */
+  readonly sendTimeoutMs: number;
 }
 
 export interface AdminConfig {

@@ -129,12 +129,25 @@ const firstValue = (v: string | string[] | undefined): string | undefined => (Ar
 /**
  * The headers of an upstream's `101 Switching Protocols` as the client receives them: hop-by-hop
  * and Connection-listed ones removed, as on the HTTP path, then `Connection: Upgrade` and the
- * upstream's `Upgrade` (the two a 101 needs).
+ * upstream's `Upgrade` (the two a 101 needs), and the request's interaction id.
  */
-export function switchingProtocolsHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+export function switchingProtocolsHeaders(upstream: Record<string, string | string[] | undefined>, interactionId?: string | string[]): Record<string, string | string[]> {
   const out = clientResponseHeaders(upstream);
   out.connection = 'Upgrade';
   if (upstream.upgrade !== undefined) out.upgrade = upstream.upgrade;
+  if (interactionId !== undefined) out['x-fapi-interaction-id'] = interactionId;
+  return out;
+}
+
+/**
+ * An upstream's refusal of an upgrade (any status but 101) as http-proxy passes it on: its body
+ * arrives de-chunked and the connection ends after it, so hop-by-hop headers (Transfer-Encoding
+ * among them) go and `Connection: close` frames the body.
+ */
+export function refusedUpgradeHeaders(upstream: Record<string, string | string[] | undefined>, interactionId: string | string[] | undefined): Record<string, string | string[]> {
+  const out = clientResponseHeaders(upstream);
+  out.connection = 'close';
+  if (interactionId !== undefined) out['x-fapi-interaction-id'] = interactionId;
   return out;
 }
 

@@ -55,6 +55,8 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
+const CLIENT_GONE: Forwarded = Object.freeze({ clientClosed: () => undefined });
+
 /** Seconds a client is told to wait when the upstream's connections and queue are full. */
 export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
 
@@ -87,6 +89,11 @@ export function createUpstream(config: UpstreamConfig): Upstream {
     if (inFlight >= capacity) {
       completion.countError('overloaded');
       throw new GatewayError('upstream_overloaded', 'upstream busy: every connection and queue slot is taken', { retryAfter: OVERLOADED_RETRY_AFTER_SECONDS });
+    }
+    // A client that left while its token was checked takes no slot: reported as before, never sent.
+    if (res.destroyed) {
+      completion.failed(new GatewayError('upstream_unavailable', 'client gone'));
+      return CLIENT_GONE;
     }
     const waits = inFlight >= config.connections;
     inFlight++;
@@ -154,17 +161,20 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     this.expired = 'deadline';
     if (this.controller) return this.controller.abort(new undiciErrors.HeadersTimeoutError());
     this.reported = true;
-    this.completion.countError('timeout');
+    // A client that left while its request waited is not an upstream failure.
+    if (!this.clientGone) this.completion.countError('timeout');
     this.completion.failed(new GatewayError('upstream_timeout', 'upstream did not answer in time'));
   }
 
   /** Checks every `timeout_ms` that the client's body moved on; undici pausing it (upstream backpressure) does not count. */
   private watchBody(body: IncomingMessage): void {
-    let seen = body.socket.bytesRead;
+    // Kept: undici sets body.socket to null when it is done with the body.
+    const socket = body.socket;
+    let seen = socket.bytesRead;
     const check = (): void => {
       this.bodyCheck = undefined;
       if (this.ended || body.complete) return;
-      const now = body.socket.bytesRead;
+      const now = socket.bytesRead;
       if (now !== seen || body.isPaused()) {
         seen = now;
         this.bodyCheck = setTimeout(check, this.timeoutMs);
@@ -180,7 +190,11 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     this.controller = controller;
     if (this.clientGone || this.reported) return controller.abort(new undiciErrors.RequestAbortedError());
     const body = this.call.body;
-    if (body !== undefined && !body.complete) this.watchBody(body);
+    if (body === undefined || body.complete) return;
+    // From here a moving upload is judged by its progress, not by the deadline from dispatch.
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    this.watchBody(body);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {

@@ -68,7 +68,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     clientErrors: new Counter({
       name: 'certbound_client_errors_total',
-      help: 'Client connections or requests cut for a limit or timeout, by kind (request_timeout, header_overflow, parse_error, too_many_headers, body_stalled, read_stalled).',
+      help: 'Client connections or requests cut for a limit or timeout, by kind (request_timeout, tls_handshake_timeout, header_overflow, parse_error, too_many_headers, body_stalled, read_stalled, pipeline_overflow).',
       labelNames: ['kind'] as const,
       registers,
     }),

@@ -9,8 +9,14 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 export const DRAIN_IDLE_CLOSE_MS = 500;
 const SWEEP_EVERY_MS = 100;
 
+/** Requests a connection may have under way at once (pipelined); one more and the connection is cut. */
+export const MAX_PIPELINED = 64;
+/** How often connections are checked for a client that stopped reading what certbound writes. */
+const SEND_CHECK_EVERY_MS = 500;
+
 /** A request on a connection, from its arrival until its response closes. */
 interface Entry {
+  readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly request: Startable;
   started: boolean;
@@ -22,6 +28,16 @@ interface ConnectionState {
   idleSince: number;
   /** Called once no request is under way (see afterResponses). */
   idle: (() => void) | undefined;
+  /** The socket's bytesWritten when last checked with bytes waiting to go out, and since when it has not moved. */
+  written: number;
+  stalledSince: number;
+}
+
+export interface TrackerOptions {
+  /** `listen.send_timeout_ms`, read at every check (a reload changes it). */
+  readonly sendTimeoutMs: () => number;
+  /** A connection cut for a limit: too many pipelined requests, or a client that stopped reading. */
+  readonly onLimit: (kind: 'pipeline_overflow' | 'read_stalled') => void;
 }
 
 /** What the tracker runs: the request handler's start, or its end when it never ran (the client left first). */
@@ -44,8 +60,12 @@ export interface ConnectionTracker {
    */
   track(req: IncomingMessage, res: ServerResponse, request: Startable, onClose: () => void): void;
   readonly inFlight: () => number;
-  /** Whether a response on this connection has sent its headers (an error written now would corrupt it). */
-  readonly responding: (socket: object) => boolean;
+  /**
+   * Whether an error response written now on this connection would answer the request it is
+   * about: no request is under way, or only one whose body is still arriving and whose response
+   * has not started. Otherwise it would be read as the answer to an earlier request.
+   */
+  readonly mayAnswer: (socket: object) => boolean;
   /** Runs `fn` once no request is under way on this connection (at once if none is). */
   readonly afterResponses: (socket: object, fn: () => void) => void;
   /**
@@ -56,18 +76,21 @@ export interface ConnectionTracker {
   drain(graceMs: number): Promise<boolean>;
 }
 
-/** Starts the request now first in line; on a connection that is gone, ends every one that never started. */
+/**
+ * Starts the request now first in line; on a connection that is gone or closing (the last
+ * answer said `Connection: close`: Node ends the socket), ends every one that never started.
+ */
 function startNext(state: ConnectionState, socket: Socket): void {
   for (const entry of state.entries) {
     if (entry.started) continue;
     entry.started = true;
-    if (socket.destroyed) entry.request.abandoned();
+    if (socket.destroyed || !socket.writable) entry.request.abandoned();
     else return entry.request.start();
   }
 }
 
 /** Follows the traffic server's connections and requests, for a drain that drops nothing it can finish. */
-export function trackConnections(server: Server, tls: boolean): ConnectionTracker {
+export function trackConnections(server: Server, tls: boolean, options: TrackerOptions): ConnectionTracker {
   // In-flight requests are listed per connection, not in one Set: a Set of every response costs
   // ~5 µs CPU per request and ~30 MiB of RSS under load (BENCHMARKS.md), an array of one does not.
   const connections = new Map<Socket, ConnectionState>();
@@ -76,7 +99,7 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
   const stateOf = (socket: Socket): ConnectionState => {
     let state = connections.get(socket);
     if (state === undefined) {
-      state = { entries: [], idleSince: performance.now(), idle: undefined };
+      state = { entries: [], idleSince: performance.now(), idle: undefined, written: 0, stalledSince: 0 };
       connections.set(socket, state);
       socket.once('close', () => connections.delete(socket));
     }
@@ -84,16 +107,45 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
   };
   // For HTTPS, requests arrive on the TLS socket, which `secureConnection` hands over.
   server.on(tls ? 'secureConnection' : 'connection', stateOf);
-  // An upgraded connection (WebSocket) is a tunnel now, no longer an idle HTTP connection.
-  server.on('upgrade', (_req, socket: Socket) => connections.delete(socket));
+  // An upgraded connection (WebSocket) is a tunnel now, no longer an idle HTTP connection. An
+  // upgrade pipelined behind requests still under way would be answered before them: refused.
+  server.on('upgrade', (_req, socket: Socket) => {
+    if ((connections.get(socket)?.entries.length ?? 0) > 0) return void socket.destroy();
+    connections.delete(socket);
+  });
+
+  // A client that stops reading: bytes wait in the socket and bytesWritten stops moving. Node has
+  // no timer for that once a request is complete; this check cuts it after send_timeout_ms.
+  const checkSends = (): void => {
+    const now = performance.now();
+    const limit = options.sendTimeoutMs();
+    for (const [socket, state] of connections) {
+      if (socket.writableLength === 0 || socket.bytesWritten !== state.written) {
+        state.written = socket.bytesWritten;
+        state.stalledSince = now;
+      } else if (now - state.stalledSince >= limit) {
+        options.onLimit('read_stalled');
+        socket.destroy();
+      }
+    }
+  };
+  const sendChecker = setInterval(checkSends, SEND_CHECK_EVERY_MS);
+  sendChecker.unref();
+  server.once('close', () => clearInterval(sendChecker));
 
   return {
     track(req, res, request, onClose) {
       // Kept: undici sets req.socket to null once it has sent a request body.
       const socket = req.socket;
       const state = stateOf(socket);
-      const entry: Entry = { res, request, started: false };
+      const entry: Entry = { req, res, request, started: false };
       state.entries.push(entry);
+      // Node keeps parsing while queued requests write nothing: without a bound one connection
+      // could queue requests until memory runs out.
+      if (state.entries.length > MAX_PIPELINED && !socket.destroyed) {
+        options.onLimit('pipeline_overflow');
+        socket.destroy();
+      }
       if (draining) res.setHeader('connection', 'close');
       let open = true;
       const closed = (): void => {
@@ -134,7 +186,11 @@ export function trackConnections(server: Server, tls: boolean): ConnectionTracke
       if (state === undefined || state.entries.length === 0) return fn();
       state.idle = fn;
     },
-    responding: (socket) => connections.get(socket as Socket)?.entries.some((e) => e.res.headersSent) ?? false,
+    mayAnswer: (socket) => {
+      const entries = connections.get(socket as Socket)?.entries ?? [];
+      const only = entries[0];
+      return entries.length === 0 || (entries.length === 1 && only !== undefined && !only.req.complete && !only.res.headersSent);
+    },
     inFlight: () => {
       let n = 0;
       for (const state of connections.values()) n += state.entries.length;

@@ -18,8 +18,8 @@ function kindOf(code: string | undefined): { kind: string; status: number; text:
 
 export interface GuardDeps {
   readonly metrics: Metrics;
-  /** Whether a response on this connection has sent its headers already. */
-  readonly responding: (socket: object) => boolean;
+  /** Whether an error written now on this connection would answer the request it is about. */
+  readonly mayAnswer: (socket: object) => boolean;
   /** Runs `fn` once no request is under way on this connection. */
   readonly afterResponses: (socket: object, fn: () => void) => void;
 }
@@ -35,8 +35,9 @@ function answer(status: number, text: string): string {
  * The traffic listener's edges: connections refused beyond max_connections are counted, open
  * ones gauged, and a client Node gives up on is answered and destroyed, never left half-closed:
  * destroying it aborts its request and that request's upstream call.
- * - A timeout (headers or whole request): a 408 when nothing else is being written to it, then
- *   destroyed at once. Requests still under way on that connection end with it.
+ * - A timeout (headers or whole request): a 408 when it can only be read as the answer to the
+ *   request that timed out, then destroyed at once. Requests still under way on that connection
+ *   end with it.
  * - Bytes that do not parse (a bad request line, a header block too large) after pipelined
  *   requests: those requests are answered first, in order, then the 400 or 431, then the end.
  *   Bytes after a request that closes the connection (`Connection: close`, HTTP/1.0) are
@@ -44,17 +45,26 @@ function answer(status: number, text: string): string {
  */
 export function guardTraffic(server: Server, deps: GuardDeps): void {
   const { metrics } = deps;
+  // Node reports a parse error again for every later chunk on the same socket: handle it once.
+  const handled = new WeakSet<Duplex>();
   server.on('drop', () => metrics.connectionsRefused.inc({ reason: 'max_connections' }));
+  // A TLS handshake not done within handshakeTimeout (listen.headers_timeout_ms) holds a slot: counted, destroyed.
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') metrics.clientErrors.inc({ kind: 'tls_handshake_timeout' });
+    socket.destroy();
+  });
   server.on('connection', (socket: Socket) => {
     metrics.connectionsOpen.inc();
     socket.once('close', () => metrics.connectionsOpen.dec());
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (error.code === 'ECONNRESET' || error.code === 'EPIPE') return void socket.destroy();
+    if (handled.has(socket)) return;
+    handled.add(socket);
     const { kind, status, text } = kindOf(error.code);
     metrics.clientErrors.inc({ kind });
     if (kind === 'request_timeout') {
-      if (socket.writable && !deps.responding(socket)) socket.write(answer(status, text));
+      if (socket.writable && deps.mayAnswer(socket)) socket.write(answer(status, text));
       return void socket.destroy();
     }
     deps.afterResponses(socket, () => {

@@ -26,13 +26,16 @@ export function createTrafficServer(config: Config, onRequest: RequestListener):
     maxHeaderSize: config.listen.maxHeaderBytes,
     // Node checks the headers and request timeouts only this often (default 30 s): a slow client would outlive them by that much.
     connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
-    requireHostHeader: true,
+    // certbound answers an HTTP/1.1 request without Host itself (checkRequestShape), in turn, with its
+    // interaction id: Node's own 400 would jump the queue of pipelined requests.
+    requireHostHeader: false,
     ...timeouts(config.listen),
   };
   const tls = config.listen.tls;
   if (!tls) return limited(createHttpServer(base, onRequest), config.listen.maxConnections);
   const server = createHttpsServer(
-    { ...base, ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] },
+    // handshakeTimeout: Node's default is 120 s, a slot held by a client that never finishes the handshake.
+    { ...base, ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], handshakeTimeout: config.listen.headersTimeoutMs },
     onRequest,
   );
   // A renegotiation could swap the client certificate under a per-connection thumbprint.

@@ -14,7 +14,7 @@ import { createAccessLog } from '../observability/logger.js';
 import { trackConnections } from './drain.js';
 import { applyTimeouts, createTrafficServer, listen, secureContextOptions } from './listeners.js';
 import { guardTraffic } from './guard.js';
-import { switchingProtocolsHeaders } from '../forward/headers.js';
+import { refusedUpgradeHeaders, switchingProtocolsHeaders } from '../forward/headers.js';
 import { watchFiles, type FileWatch } from './watch.js';
 
 export interface RuntimeOptions extends Omit<Observers, 'access'> {
@@ -152,17 +152,24 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
       res.destroy();
     }
   });
-  const connections = trackConnections(traffic, initial.listen.tls !== undefined);
-  guardTraffic(traffic, { metrics, responding: connections.responding, afterResponses: connections.afterResponses });
+  const connections = trackConnections(traffic, initial.listen.tls !== undefined, {
+    sendTimeoutMs: () => gateway.config.listen.sendTimeoutMs,
+    onLimit: (kind) => metrics.clientErrors.inc({ kind }),
+  });
+  guardTraffic(traffic, { metrics, mayAnswer: connections.mayAnswer, afterResponses: connections.afterResponses });
   const proxy = HttpProxy.createProxyServer({ ws: true });
   proxy.on('error', () => undefined);
-  // A 101 (or a refusal) from the upstream goes to the client as http-proxy writes it: clean its hop-by-hop headers first.
-  proxy.on('proxyReqWs', (proxyReq: ClientRequest) => {
-    proxyReq.on('upgrade', (proxyRes: IncomingMessage) => void (proxyRes.headers = switchingProtocolsHeaders(proxyRes.headers)));
+  // http-proxy writes the upstream's answer to an upgrade (a 101, or a refusal) as it got it; these
+  // listeners run before its own and clean the headers first, as on the HTTP path.
+  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
+    const interactionId = req.headers['x-fapi-interaction-id'];
+    proxyReq.on('upgrade', (proxyRes: IncomingMessage) => void (proxyRes.headers = switchingProtocolsHeaders(proxyRes.headers, interactionId)));
+    proxyReq.on('response', (proxyRes: IncomingMessage) => void (proxyRes.headers = refusedUpgradeHeaders(proxyRes.headers, interactionId)));
   });
   // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: track them here.
   const tunnels = new Set<Duplex>();
   traffic.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+    if (socket.destroyed) return; // pipelined behind requests still under way: refused by the tracker
     // Node drops its own error listener from an upgraded socket: without one, a reset while the
     // request is being checked would be an unhandled 'error' event and take the process down.
     socket.on('error', () => socket.destroy());

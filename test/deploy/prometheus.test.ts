@@ -60,7 +60,7 @@ const CATALOG: Record<string, MetricSpec> = {
   certbound_connections_refused_total: { type: 'counter', labels: { reason: ['max_connections'] } },
   certbound_client_errors_total: {
     type: 'counter',
-    labels: { kind: ['request_timeout', 'header_overflow', 'parse_error', 'too_many_headers', 'body_stalled', 'read_stalled'] },
+    labels: { kind: ['request_timeout', 'tls_handshake_timeout', 'header_overflow', 'parse_error', 'too_many_headers', 'body_stalled', 'read_stalled', 'pipeline_overflow'] },
   },
   certbound_uncaught_errors_total: { type: 'counter', labels: {} },
   certbound_config_reloads_total: { type: 'counter', labels: { result: ['success', 'failure'] } },

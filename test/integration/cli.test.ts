@@ -131,7 +131,7 @@ const breaking = {
   client_auth_method: private_key_jwt
   private_key_file: a.key
   signing_algorithm: PS257
-${open}`, 'authorization_server.signing_algorithm: "PS257" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)'],
+${open}`, 'authorization_server.signing_algorithm: "PS257" is not a JWS algorithm for private_key_jwt (one of PS256, PS384, PS512, RS256, RS384, RS512, ES256, ES384, ES512, EdDSA)'],
 } as const;
 for (const [name, [text]] of Object.entries(breaking)) writeFileSync(join(dir, `${name}.yaml`), text);
 writeFileSync(join(dir, 'good.yaml'), good(await freePort()));

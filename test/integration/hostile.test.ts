@@ -312,17 +312,22 @@ t.test('Host must be one valid host: RFC 9112 §3.2 requires 400 otherwise', asy
     ['GET /open/h HTTP/1.1\r\nHost: bank.example\r\nHost: evil.example\r\n\r\n', 'more than one Host header'],
     ['GET /open/h HTTP/1.1\r\nHost: bank.example\r\nhost: bank.example\r\n\r\n', 'more than one Host header'],
     ['GET /open/h HTTP/1.1\r\nHost: bank.example/x\r\n\r\n', 'invalid Host header'],
+    // A comma would make X-Forwarded-Host a list of two hosts for the upstream.
+    ['GET /open/h HTTP/1.1\r\nHost: bank.example,evil.example\r\n\r\n', 'invalid Host header'],
+    ['GET /open/h HTTP/1.1\r\nHost: bank.example;evil.example\r\n\r\n', 'invalid Host header'],
   ] as const;
   for (const [send, description] of cases) {
     const res = only(await rawExchange({ port, send, expect: 1 }));
     t.equal(res.status, 400, JSON.stringify(send));
     t.same(res.json(), { error: 'invalid_request', error_description: description });
   }
-  // HTTP/1.1 without Host: Node's own 400 (requireHostHeader), the connection closed.
-  const none = await rawExchange({ port, send: 'GET /open/h HTTP/1.1\r\n\r\n' });
-  t.equal(only(none).status, 400);
-  t.equal(none.closed, true);
-  t.same(seenSince(before), [], 'nothing forwarded');
+  // HTTP/1.1 without Host: certbound's own 400, in turn behind a pipelined request, with an interaction id.
+  const none = await rawExchange({ port, send: 'GET /open/first HTTP/1.1\r\nHost: x\r\n\r\nGET /open/h HTTP/1.1\r\n\r\n', expect: 2 });
+  t.same(none.responses.map((r) => r.status), [200, 400]);
+  t.same(none.responses[1]?.json(), { error: 'invalid_request', error_description: 'missing Host header' });
+  t.match(none.responses[1]?.header('x-fapi-interaction-id'), /^[0-9a-f-]{36}$/);
+  t.same(seenSince(before).map((x) => x.url), ['/open/first'], 'nothing else forwarded');
+  t.equal(only(await rawExchange({ port, send: 'GET /open/h HTTP/1.0\r\n\r\n', expect: 1 })).status, 200, 'HTTP/1.0 needs no Host');
   for (const host of ['bank.example', 'bank.example:8443', '127.0.0.1:1', '[::1]:8443', '']) {
     t.equal(only(await rawExchange({ port, send: `GET /open/h HTTP/1.1\r\nHost: ${host}\r\n\r\n`, expect: 1 })).status, 200, `Host: ${host}`);
   }
@@ -393,4 +398,106 @@ t.test('a WebSocket 101 reaches the client without the upstream\'s hop-by-hop he
   t.equal(res.header('connection'), 'Upgrade');
   t.equal(res.header('sec-websocket-accept'), 'abc=');
   for (const h of ['keep-alive', 'proxy-connection', 'x-secret']) t.equal(res.header(h), undefined, h);
+  t.match(res.header('x-fapi-interaction-id'), /^[0-9a-f-]{36}$/, 'the interaction id, as on every answer');
+});
+
+t.test('one connection cannot queue requests without bound: beyond 64 pipelined the connection is cut', async (t) => {
+  const g = await startGateway(base());
+  t.teardown(() => g.close());
+  const before = hanging.events.opened;
+  const queued = Array.from({ length: 80 }, (_, i) => `GET /open/q${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join('');
+  const result = await rawExchange({ port: portOf(g), send: `GET /narrow/hang-first HTTP/1.1\r\nHost: x\r\n\r\n${queued}`, timeoutMs: 30_000 });
+  t.equal(result.closed, true, 'cut');
+  t.same(result.responses, [], 'nothing answered: the first request still waited on its upstream');
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'pipeline_overflow' }), 1, 'counted once per connection');
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(hanging.events.opened - before <= 1, 'none of the queued requests was started (the first may have been, before the cut)');
+  t.equal(only(await rawExchange({ port: portOf(g), send: 'GET /open/after HTTP/1.1\r\nHost: x\r\n\r\n', expect: 1 })).status, 200);
+});
+
+t.test('a request pipelined behind one that closes the connection is never started', async (t) => {
+  const before = upstream.seen.length;
+  // HTTP/1.0 keep-alive, and the upstream answers chunked: certbound's answer is close-delimited, so it is the last.
+  const send = 'GET /open/first HTTP/1.0\r\nConnection: keep-alive\r\n\r\nPOST /open/payment HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx';
+  const result = await rawExchange({ port, send, timeoutMs: 30_000 });
+  t.equal(result.closed, true);
+  t.same(result.responses.map((r) => r.status), [200]);
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(seenSince(before).map((x) => x.url), ['/open/first'], 'the POST never reached the upstream (its client would retry it)');
+});
+
+t.test('a WebSocket upgrade pipelined behind a request under way is refused, not answered out of turn', async (t) => {
+  const before = hanging.events.opened;
+  const send = 'GET /narrow/hang-ws HTTP/1.1\r\nHost: x\r\n\r\nGET /open/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+  const result = await rawExchange({ port, send, timeoutMs: 30_000 });
+  t.equal(result.closed, true);
+  t.same(result.responses, [], 'no answer at all rather than one out of order');
+  await eventually(() => hanging.events.cancelled > 0 && hanging.events.opened > before);
+  t.equal(only(await rawExchange({ port, send: 'GET /open/after HTTP/1.1\r\nHost: x\r\n\r\n', expect: 1 })).status, 200);
+});
+
+t.test('a client that stops reading what certbound sends is cut after send_timeout_ms; the upstream connection is freed', async (t) => {
+  const g = await startGateway(base({ listen: { send_timeout_ms: 1000 }, upstreams: { bank: { url: upstream.url, connections: 1, timeout_ms: 60_000 }, narrow: hanging.url } }));
+  t.teardown(() => g.close());
+  const conn = await rawConnect({ port: portOf(g) });
+  conn.socket.pause(); // never reads: 8 MiB cannot all go out
+  const start = performance.now();
+  await conn.write('GET /open/big HTTP/1.1\r\nHost: x\r\n\r\n');
+  await eventually(() => conn.socket.destroyed || conn.snapshot().closed, 30_000);
+  conn.socket.resume();
+  const result = await conn.wait(undefined, 30_000);
+  t.equal(result.closed, true, 'cut by the gateway');
+  t.ok(elapsedSince(start) >= 1000, 'not before send_timeout_ms');
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'read_stalled' }), 1);
+  t.equal(only(await rawExchange({ port: portOf(g), send: 'GET /open/small HTTP/1.1\r\nHost: x\r\n\r\n', expect: 1, timeoutMs: 30_000 })).status, 200, 'the only upstream connection is free');
+});
+
+t.test('a timed-out pipelined request gets no 408 that the client would read as the earlier request\'s answer', async (t) => {
+  const g = await startGateway(base({ listen: { headers_timeout_ms: 1000 }, upstreams: { bank: upstream.url, narrow: { url: hanging.url, timeout_ms: 60_000 } } }));
+  t.teardown(() => g.close());
+  const result = await rawExchange({ port: portOf(g), send: 'GET /narrow/hang-a HTTP/1.1\r\nHost: x\r\n\r\nGET /open/b HTTP/1.1\r\nHost: x\r\nX-Partial: ', timeoutMs: 30_000 });
+  t.equal(result.closed, true);
+  t.equal(result.text, '', 'no 408 in place of the first answer');
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'request_timeout' }), 1);
+});
+
+t.test('TLS: a client that never finishes the handshake is cut at headers_timeout_ms and counted', async (t) => {
+  const server = await ca.issue({ commonName: 'localhost', kind: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], keyAlgorithm: 'rsa' });
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-hostile-hs-'));
+  writeFileSync(join(dir, 'server.crt'), server.certPem);
+  writeFileSync(join(dir, 'server.key'), server.keyPem);
+  const g = await startGateway({
+    listen: { headers_timeout_ms: 1000, tls: { cert_file: join(dir, 'server.crt'), key_file: join(dir, 'server.key') } },
+    upstreams: { bank: upstream.url },
+    routes: [{ name: 'open', path_prefix: '/', upstream: 'bank', auth: 'none' }],
+  });
+  t.teardown(() => g.close());
+  const start = performance.now();
+  const silent = await rawExchange({ port: portOf(g), send: '', timeoutMs: 30_000 }); // TCP only: no ClientHello
+  t.equal(silent.closed, true);
+  t.ok(elapsedSince(start) >= 1000, 'not before the handshake timeout');
+  for (let i = 0; i < 100 && (await metric(g, 'certbound_client_errors_total', { kind: 'tls_handshake_timeout' })) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'tls_handshake_timeout' }), 1);
+});
+
+t.test('an upstream refusing an upgrade with a chunked answer: clean framing and the interaction id reach the client', async (t) => {
+  const refusing = await serve((_req, res) => res.end());
+  refusing.server.on('upgrade', (_req, socket: Socket) => {
+    socket.end('HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nContent-Type: text/plain\r\n\r\n9\r\nforbidden\r\n0\r\n\r\n');
+  });
+  const g = await startGateway(base({ upstreams: { bank: refusing.url, narrow: hanging.url } }));
+  t.teardown(async () => {
+    await g.close();
+    await refusing.close();
+  });
+  const id = '5d3a9a8e-2f4b-4c1e-9a7d-0b6f1e2d3c4b';
+  const send = `GET /open/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nx-fapi-interaction-id: ${id}\r\n\r\n`;
+  const result = await rawExchange({ port: portOf(g), send, timeoutMs: 30_000 });
+  const res = only(result);
+  t.equal(res.status, 403);
+  t.equal(res.framing, 'close');
+  t.equal(res.text, 'forbidden');
+  t.equal(res.header('connection'), 'close');
+  t.equal(res.header('x-fapi-interaction-id'), id);
+  for (const h of ['transfer-encoding', 'x-secret', 'keep-alive']) t.equal(res.header(h), undefined, h);
 });

@@ -177,7 +177,7 @@ t.test('limits and timeouts: defaults and bounds', async (t) => {
   const c = buildConfig(minimal(), { env: { SECRET: 's' } });
   t.same(
     { ...c.listen },
-    { host: '0.0.0.0', port: 8443, maxHeaderBytes: 32768, maxHeaders: 100, maxConnections: 1024, keepAliveTimeoutMs: 65000, requestTimeoutMs: 300000, headersTimeoutMs: 10000 },
+    { host: '0.0.0.0', port: 8443, maxHeaderBytes: 32768, maxHeaders: 100, maxConnections: 1024, keepAliveTimeoutMs: 65000, requestTimeoutMs: 300000, headersTimeoutMs: 10000, sendTimeoutMs: 30000 },
   );
   t.equal(c.upstreams.get('bank-api')?.maxPending, 1024);
   t.equal(c.upstreams.get('bank-api')?.timeoutMs, 30000);
@@ -187,13 +187,14 @@ t.test('limits and timeouts: defaults and bounds', async (t) => {
   t.equal(short.listen.headersTimeoutMs, 4000, 'the headers timeout follows a shorter request timeout');
   const doc = {
     ...minimal(),
-    listen: { max_headers: 0, max_connections: 0, headers_timeout_ms: 20000, request_timeout_ms: 15000 },
+    listen: { max_headers: 0, max_connections: 0, headers_timeout_ms: 20000, request_timeout_ms: 15000, send_timeout_ms: 0 },
     client_certificate: { xfcc_max_elements: 0 },
     upstreams: { 'bank-api': { url: 'http://127.0.0.1:8080', max_pending: -1 } },
   };
   t.same(problems(doc), [
     'listen.max_headers: must be an integer from 1 to 10000',
     'listen.max_connections: must be an integer from 1 to 1000000',
+    'listen.send_timeout_ms: must be an integer from 1 to 3600000',
     'listen.headers_timeout_ms: must not exceed request_timeout_ms (15000)',
     'client_certificate.xfcc_max_elements: must be an integer from 1 to 64',
     'upstreams.bank-api.max_pending: must be an integer from 0 to 1000000',
@@ -223,7 +224,9 @@ t.test('what would break every request later is refused now, with its key path',
   }
   t.same(build({ realm: 'Open Banking (prod)' }), []);
   const as = (extra: Record<string, unknown>) => ({ authorization_server: { ...minimal().authorization_server, client_auth_method: 'private_key_jwt', ...extra } });
-  t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'PS257' })), ['authorization_server.signing_algorithm: "PS257" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)']);
+  const jws = 'PS256, PS384, PS512, RS256, RS384, RS512, ES256, ES384, ES512, EdDSA';
+  t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'PS257' })), [`authorization_server.signing_algorithm: "PS257" is not a JWS algorithm for private_key_jwt (one of ${jws})`]);
+  t.same(build({ authorization_server: { ...minimal().authorization_server, signing_algorithm: 'PS257' } }), [`authorization_server.signing_algorithm: "PS257" is not a JWS algorithm for private_key_jwt (one of ${jws})`], 'whatever the client auth method');
   t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'ES256' })), ['authorization_server.signing_algorithm: "ES256" cannot sign with this key (one of PS256, PS384, PS512, RS256, RS384, RS512)']);
   t.same(build(as({ private_key_file: 'a.key', signing_algorithm: 'RS384' })), []);
   t.same(build(as({ private_key_file: 'a.key' })), [], 'no algorithm: the one that fits the key');
