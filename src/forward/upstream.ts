@@ -86,14 +86,14 @@ export function createUpstream(config: UpstreamConfig): Upstream {
   const ended = (): void => void inFlight--;
 
   function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded {
-    if (inFlight >= capacity) {
-      completion.countError('overloaded');
-      throw new GatewayError('upstream_overloaded', 'upstream busy: every connection and queue slot is taken', { retryAfter: OVERLOADED_RETRY_AFTER_SECONDS });
-    }
     // A client that left while its token was checked takes no slot: reported as before, never sent.
     if (res.destroyed) {
       completion.failed(new GatewayError('upstream_unavailable', 'client gone'));
       return CLIENT_GONE;
+    }
+    if (inFlight >= capacity) {
+      completion.countError('overloaded');
+      throw new GatewayError('upstream_overloaded', 'upstream busy: every connection and queue slot is taken', { retryAfter: OVERLOADED_RETRY_AFTER_SECONDS });
     }
     const waits = inFlight >= config.connections;
     inFlight++;
