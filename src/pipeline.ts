@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { STATUS_CODES } from 'node:http';
 import type HttpProxy from 'http-proxy';
 import type { RouteConfig } from './config/types.js';
 import { GatewayError, isGatewayError, type ErrorCode } from './errors.js';
@@ -13,7 +12,7 @@ import type { Target } from './route.js';
 import type { Gateway } from './gateway.js';
 import { headerObject, upstreamRequestHeaders } from './forward/headers.js';
 import type { ForwardCompletion, Forwarded, ForwardOutcome, Upstream, UpstreamErrorKind } from './forward/upstream.js';
-import { errorResponse } from './respond.js';
+import { errorResponse, rawResponse, type ErrorResponse } from './respond.js';
 import { uuidV4 } from './uuid.js';
 import { checkRequestShape } from './request-shape.js';
 import type { Metrics } from './observability/metrics.js';
@@ -463,10 +462,6 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   record(obs, { peer: req.socket.remoteAddress, method, routeName: route?.name, identity, status, reason, started, upstreamSeconds: undefined, interactionId });
 }
 
-function writeRaw(socket: Duplex, response: { status: number; headers: Readonly<Record<string, string>>; body: string }, interactionId: string): void {
-  if (socket.destroyed) return;
-  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`];
-  const headers = { ...response.headers, date: new Date().toUTCString(), 'x-fapi-interaction-id': interactionId, 'content-length': String(Buffer.byteLength(response.body)), connection: 'close' };
-  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${response.body}`);
+function writeRaw(socket: Duplex, response: ErrorResponse, interactionId: string): void {
+  if (!socket.destroyed) socket.end(rawResponse(response, interactionId));
 }

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { AuthMode } from './config/types.js';
 import type { ErrorCode, GatewayError } from './errors.js';
 
@@ -82,4 +83,15 @@ export function errorResponse(error: GatewayError, auth: AuthMode | undefined, r
   if (error.code === 'request_timeout') headers.connection = 'close';
   const body = JSON.stringify({ error: error.code === 'missing_token' ? 'unauthorized' : shape.oauth, error_description: description });
   return { status: shape.status, headers, body };
+}
+
+/**
+ * A whole HTTP/1.1 response as bytes, for a socket no ServerResponse owns (an upgrade refused, a
+ * client Node gave up on): the date, the interaction id, its length, and the end of the connection.
+ */
+export function rawResponse(response: ErrorResponse, interactionId: string): string {
+  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`];
+  const headers = { ...response.headers, date: new Date().toUTCString(), 'x-fapi-interaction-id': interactionId, 'content-length': String(Buffer.byteLength(response.body)), connection: 'close' };
+  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+  return `${lines.join('\r\n')}\r\n\r\n${response.body}`;
 }

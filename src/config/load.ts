@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { PRESETS } from '../certificate/presets.js';
 import { pemCertificateBlocks } from '../certificate/verify.js';
 import { normalizePrefix } from '../route.js';
+import { JWS_ALGORITHMS, algorithmsFor } from '../token/client-auth.js';
 import type {
   AuthMode,
   AuthorizationServerConfig,
@@ -276,27 +277,6 @@ function loadListen(s: Section): ListenConfig {
 function keyMatches(cert: LoadedFile, key: LoadedFile): boolean {
   const first = pemCertificateBlocks(cert.contents)[0];
   return first !== undefined && new X509Certificate(first).checkPrivateKey(createPrivateKey(key.contents));
-}
-
-/** The asymmetric JWS algorithms (RFC 7518, RFC 8037) a private_key_jwt assertion may use. */
-const JWS_ALGORITHMS = ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
-
-/** JWS algorithms (RFC 7518, RFC 8037) each private key type can sign with. */
-function algorithmsFor(key: KeyObject): readonly string[] {
-  switch (key.asymmetricKeyType) {
-    case 'rsa':
-      return ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'];
-    case 'rsa-pss':
-      return ['PS256', 'PS384', 'PS512'];
-    case 'ec': {
-      const curve = key.asymmetricKeyDetails?.namedCurve;
-      return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : [];
-    }
-    case 'ed25519':
-      return ['EdDSA'];
-    default:
-      return [];
-  }
 }
 
 function loadClientCertificate(s: Section): ClientCertificateConfig {

@@ -192,8 +192,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     const body = this.call.body;
     if (body === undefined || body.complete) return;
     // From here a moving upload is judged by its progress, not by the deadline from dispatch.
-    clearTimeout(this.deadline);
-    this.deadline = undefined;
+    this.stopDeadline();
     this.watchBody(body);
   }
 
@@ -201,10 +200,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     if (statusCode < 200) return; // 1xx: informational, not forwarded
     this.status = statusCode;
     this.upstreamSeconds = (performance.now() - this.started) / 1000;
-    if (this.deadline !== undefined) {
-      clearTimeout(this.deadline);
-      this.deadline = undefined;
-    }
+    this.stopDeadline();
     const out = clientResponseHeaders(headers);
     out['x-fapi-interaction-id'] = this.call.interactionId;
     this.res.writeHead(statusCode, out);
@@ -254,6 +250,11 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     if (!this.clientGone && this.expired !== 'body') this.completion.countError(classify(error));
     this.res.destroy();
     this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+  }
+
+  private stopDeadline(): void {
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
   }
 
   /** undici is done with the request: once. */

@@ -3,16 +3,17 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Metrics } from '../observability/metrics.js';
 import { uuidV4 } from '../uuid.js';
+import { rawResponse } from '../respond.js';
 
-/** What each client error Node reports is, for the answer and the metric. */
-function kindOf(code: string | undefined): { kind: string; status: number; text: string } {
+/** What each client error Node reports is, for the metric and the status of the answer. */
+function kindOf(code: string | undefined): { kind: string; status: number } {
   switch (code) {
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return { kind: 'request_timeout', status: 408, text: 'Request Timeout' };
+      return { kind: 'request_timeout', status: 408 };
     case 'HPE_HEADER_OVERFLOW':
-      return { kind: 'header_overflow', status: 431, text: 'Request Header Fields Too Large' };
+      return { kind: 'header_overflow', status: 431 };
     default:
-      return { kind: 'parse_error', status: 400, text: 'Bad Request' };
+      return { kind: 'parse_error', status: 400 };
   }
 }
 
@@ -27,9 +28,7 @@ export interface GuardDeps {
 /** A client that never reads its last answer is destroyed this long after it (an idle socket's FIN is not waited for). */
 const LINGER_MS = 1000;
 
-function answer(status: number, text: string): string {
-  return `HTTP/1.1 ${status} ${text}\r\ndate: ${new Date().toUTCString()}\r\nx-fapi-interaction-id: ${uuidV4()}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
-}
+const answer = (status: number): string => rawResponse({ status, headers: {}, body: '' }, uuidV4());
 
 /**
  * The traffic listener's edges: connections refused beyond max_connections are counted, open
@@ -61,17 +60,17 @@ export function guardTraffic(server: Server, deps: GuardDeps): void {
     if (error.code === 'ECONNRESET' || error.code === 'EPIPE') return void socket.destroy();
     if (handled.has(socket)) return;
     handled.add(socket);
-    const { kind, status, text } = kindOf(error.code);
+    const { kind, status } = kindOf(error.code);
     metrics.clientErrors.inc({ kind });
     if (kind === 'request_timeout') {
-      if (socket.writable && deps.mayAnswer(socket)) socket.write(answer(status, text));
+      if (socket.writable && deps.mayAnswer(socket)) socket.write(answer(status));
       return void socket.destroy();
     }
     deps.afterResponses(socket, () => {
       if (!socket.writable) return void socket.destroy();
       const linger = setTimeout(() => socket.destroy(), LINGER_MS);
       linger.unref();
-      const last = error.code === 'HPE_CLOSED_CONNECTION' ? '' : answer(status, text);
+      const last = error.code === 'HPE_CLOSED_CONNECTION' ? '' : answer(status);
       socket.end(last, () => {
         clearTimeout(linger);
         socket.destroy();

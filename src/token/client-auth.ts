@@ -17,24 +17,32 @@ export function basicAuthorization(clientId: string, clientSecret: string): stri
   return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
 }
 
-/** The JWS algorithm that fits a private key when the config names none. */
-export function algorithmFor(key: KeyObject): string {
+/** The asymmetric JWS algorithms (RFC 7518, RFC 8037) a private_key_jwt assertion may use. */
+export const JWS_ALGORITHMS: readonly string[] = ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
+/** The JWS algorithms a private key can sign with, the one used when the config names none first; [] for an unusable key. */
+export function algorithmsFor(key: KeyObject): readonly string[] {
   switch (key.asymmetricKeyType) {
     case 'rsa':
+      return ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'];
     case 'rsa-pss':
-      return 'PS256';
+      return ['PS256', 'PS384', 'PS512'];
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
-      if (curve === 'prime256v1') return 'ES256';
-      if (curve === 'secp384r1') return 'ES384';
-      if (curve === 'secp521r1') return 'ES512';
-      throw new Error(`unsupported EC curve ${String(curve)} for private_key_jwt`);
+      return curve === 'prime256v1' ? ['ES256'] : curve === 'secp384r1' ? ['ES384'] : curve === 'secp521r1' ? ['ES512'] : [];
     }
     case 'ed25519':
-      return 'EdDSA';
+      return ['EdDSA'];
     default:
-      throw new Error(`unsupported key type ${String(key.asymmetricKeyType)} for private_key_jwt`);
+      return [];
   }
+}
+
+/** The JWS algorithm that fits a private key when the config names none. */
+export function algorithmFor(key: KeyObject): string {
+  const alg = algorithmsFor(key)[0];
+  if (alg === undefined) throw new Error(`unsupported key type ${String(key.asymmetricKeyType)} for private_key_jwt`);
+  return alg;
 }
 
 /**

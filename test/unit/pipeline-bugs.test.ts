@@ -38,6 +38,7 @@ async function harness(t: Test, pipeline: typeof import('../../src/pipeline.js')
 t.test('a bug while writing the error response: 500, logged, done once', async (t) => {
   const pipeline = await t.mockImport<typeof import('../../src/pipeline.js')>('../../src/pipeline.js', {
     '../../src/respond.js': {
+      ...(await import('../../src/respond.js')),
       errorResponse: () => {
         throw new TypeError('bug in errorResponse');
       },
