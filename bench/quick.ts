@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeDemoPki } from '../src/dev/pki.js';
+import { writeDemoPki } from '../test/fixtures/pki.js';
 import { compile, logDirectory, startChild } from './lib/proc.js';
 import { wrk } from './lib/wrk.js';
 

@@ -3,7 +3,7 @@
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeDemoPki } from '../src/dev/pki.js';
+import { writeDemoPki } from '../test/fixtures/pki.js';
 import type { LoadResult, LoadSpec } from './load/generate.js';
 import { compile, logDirectory, startChild, runChild, type Child } from './lib/proc.js';
 import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';

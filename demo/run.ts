@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../src/config/load.js';
-import type { DemoPki } from '../src/dev/pki.js';
+import type { DemoPki } from '../test/fixtures/pki.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { startRuntime, type Runtime } from '../src/server/runtime.js';

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeDemoPki, type DemoPki } from '../src/dev/pki.js';
+import { writeDemoPki, type DemoPki } from '../test/fixtures/pki.js';
 import { startAuthorizationServer, tppClients, type AuthorizationServerFixture, type TtlName } from '../test/fixtures/authorization-server.js';
 import { startBankApi, type BankApiFixture } from '../test/fixtures/bank-api.js';
 

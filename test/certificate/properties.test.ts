@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { createHeaderCertificateReader, type HeaderCertificateReader } from '../../src/certificate/header.js';
 import type { CertificateVerifyConfig, ClientCertificateConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
-import type { Issued } from '../../src/dev/pki.js';
+import type { Issued } from '../fixtures/pki.js';
 import {
   PROXY, albEscape, apacheSpaces, b64, caFile, config, createCa, createChain, hexSha256, nginxEscape, pemOf, queryEscape,
   rfc9440, wso2OneLine, xfccElement,

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeDemoPki } from '../../src/dev/pki.js';
+import { writeDemoPki } from '../fixtures/pki.js';
 import { REPOSITORY_ROOT } from '../../demo/stack.js';
 
 // Five child processes, each a cold tsx start: ~9 s on an idle machine, far more on a busy one.

@@ -1,5 +1,5 @@
 import { Agent, request, type Dispatcher } from 'undici';
-import type { Issued } from '../../src/dev/pki.js';
+import type { Issued } from '../fixtures/pki.js';
 
 /** An HTTPS client presenting `cert` (or none), trusting `ca`. */
 export function tlsClient(ca: string, cert?: Pick<Issued, 'certPem' | 'keyPem'>): Agent {

@@ -108,7 +108,7 @@ writeFileSync(join(dir, 'bad.yaml'), bad);
 
 // What passed validate before and then broke every request (or every start): each must fail in
 // validate and in serve alike, with its key path.
-const { createCa } = await import('../../src/dev/pki.js');
+const { createCa } = await import('../fixtures/pki.js');
 const pkiCa = await createCa({ commonName: 'CLI CA' });
 const [serverA, serverB] = await Promise.all([
   pkiCa.issue({ commonName: 'a', kind: 'server', keyAlgorithm: 'rsa' }),

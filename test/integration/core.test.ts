@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
-import { createCa, createSelfSigned } from '../../src/dev/pki.js';
+import { createCa, createSelfSigned } from '../fixtures/pki.js';
 import { startGateway } from '../helpers/gateway.js';
 import { startIntrospection, startUpstream, serve } from '../helpers/servers.js';
 import { call, tlsClient } from '../helpers/client.js';

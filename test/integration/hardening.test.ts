@@ -4,7 +4,7 @@ import { stringify } from 'yaml';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCa, createSelfSigned } from '../../src/dev/pki.js';
+import { createCa, createSelfSigned } from '../fixtures/pki.js';
 import { startGateway } from '../helpers/gateway.js';
 import { serve, startIntrospection, startUpstream } from '../helpers/servers.js';
 import { call, tlsClient } from '../helpers/client.js';

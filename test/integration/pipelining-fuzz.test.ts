@@ -5,7 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCa } from '../../src/dev/pki.js';
+import { createCa } from '../fixtures/pki.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startIntrospection, startUpstream } from '../helpers/servers.js';
 import { rawExchange, requestBytes, type RawResponse, type RawResult, type RawTlsOptions } from '../helpers/raw.js';

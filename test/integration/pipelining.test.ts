@@ -3,7 +3,7 @@ import { createHash, randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCa, type Issued } from '../../src/dev/pki.js';
+import { createCa, type Issued } from '../fixtures/pki.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startIntrospection, startUpstream, type SeenRequest } from '../helpers/servers.js';
 import { parseResponses, rawConnect, rawExchange, requestBytes, type RawResult, type RawTlsOptions } from '../helpers/raw.js';

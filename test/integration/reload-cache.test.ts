@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { createSelfSigned } from '../../src/dev/pki.js';
+import { createSelfSigned } from '../fixtures/pki.js';
 import { startGateway } from '../helpers/gateway.js';
 import { startIntrospection, startUpstream } from '../helpers/servers.js';
 import { call } from '../helpers/client.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import { createCa } from '../../src/dev/pki.js';
+import { createCa } from '../fixtures/pki.js';
 import { startUpstream } from '../helpers/servers.js';
 import { call, tlsClient } from '../helpers/client.js';
 import { startGateway } from '../helpers/gateway.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { stringify } from 'yaml';
-import { createCa } from '../../src/dev/pki.js';
+import { createCa } from '../fixtures/pki.js';
 import { startUpstream, serve } from '../helpers/servers.js';
 import { call, tlsClient } from '../helpers/client.js';
 import { AUDIENCE, ISSUER, fakeServer, json, jwksServer, sign, signingKey } from '../token/fixtures/fake-as.js';

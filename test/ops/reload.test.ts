@@ -8,7 +8,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { stringify } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
 import { keepRestartOnly } from '../../src/server/runtime.js';
-import { createCa, type Issued } from '../../src/dev/pki.js';
+import { createCa, type Issued } from '../fixtures/pki.js';
 import { startIntrospection, startUpstream } from '../helpers/servers.js';
 import { call, tlsClient } from '../helpers/client.js';
 import { eventually, k8sVolumeWrite, sample, scrape, startFromFile } from './fixtures/ops.js';

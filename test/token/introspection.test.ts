@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
-import { createCa } from '../../src/dev/pki.js';
+import { createCa } from '../fixtures/pki.js';
 import { GatewayError } from '../../src/errors.js';
 import { createTokenValidator } from '../../src/token/index.js';
 import { config, fakeServer, json, metrics, valueOf, type FakeServer, ISSUER, CLIENT_ID } from './fixtures/fake-as.js';

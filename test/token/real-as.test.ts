@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AuthorizationServerConfig, ClientAuthMethod } from '../../src/config/types.js';
-import { createCa, type Ca, type Issued } from '../../src/dev/pki.js';
+import { createCa, type Ca, type Issued } from '../fixtures/pki.js';
 import { GatewayError } from '../../src/errors.js';
 import { createTokenValidator } from '../../src/token/index.js';
 import {

@@ -202,7 +202,7 @@ t.test('limits and timeouts: defaults and bounds', async (t) => {
 });
 
 t.test('what would break every request later is refused now, with its key path', async (t) => {
-  const { createCa } = await import('../../src/dev/pki.js');
+  const { createCa } = await import('../fixtures/pki.js');
   const dir = mkdtempSync(join(tmpdir(), 'certbound-config-keys-'));
   const ca = await createCa({ commonName: 'Config CA' });
   const a = await ca.issue({ commonName: 'a', kind: 'server', keyAlgorithm: 'rsa' });

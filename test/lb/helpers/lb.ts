@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import type { Agent } from 'undici';
-import { createCa, type Ca, type Issued } from '../../../src/dev/pki.js';
+import { createCa, type Ca, type Issued } from '../../fixtures/pki.js';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startIntrospection, startUpstream } from '../../helpers/servers.js';
 import { call, tlsClient, type Reply } from '../../helpers/client.js';
