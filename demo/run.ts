@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../src/config/load.js';
 import type { DemoPki } from '../test/fixtures/pki.js';
-import { createLogger } from '../src/observability/logger.js';
+import { createLogging } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { startRuntime, type Runtime } from '../src/server/runtime.js';
 import { call, tlsClient, type Reply } from '../test/helpers/client.js';
@@ -89,8 +89,8 @@ async function start(dir: string): Promise<Demo> {
     // The real gateway: the repository's gateway.yaml, loaded and started as `certbound serve` does.
     const config = loadConfig(GATEWAY_YAML, env);
     const logFile = join(dir, 'gateway.log');
-    const log = createLogger(config.logging.level, pino.destination({ dest: logFile, sync: true }));
-    const runtime = await startRuntime(config, { log, metrics: createMetrics(), env });
+    const { log, access } = createLogging(config.logging.level, pino.destination({ dest: logFile, sync: true }));
+    const runtime = await startRuntime(config, { log, access, metrics: createMetrics(), env });
     return {
       pki,
       backends,

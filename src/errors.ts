@@ -42,8 +42,6 @@ export interface ErrorDetails {
   readonly allow?: readonly string[];
   /** Seconds before retrying, for `as_unavailable` and `upstream_overloaded`. */
   readonly retryAfter?: number;
-  /** The route that matched the path, for `method_not_allowed` (metrics and logs only). */
-  readonly route?: string;
 }
 
 export class GatewayError extends Error {

@@ -1,18 +1,43 @@
-import type { IncomingMessage } from 'node:http';
-import { isDeepStrictEqual } from 'node:util';
-import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import type { Config, RouteConfig } from './config/types.js';
+import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
+import { ConfigError } from './config/load.js';
+import { HTTP_METHODS } from './config/schema.js';
+import type { Config, IdentityHeadersConfig, RouteConfig } from './config/types.js';
 import { createRouter, type Router } from './route.js';
 import { certificateFromSocket } from './certificate/tls.js';
 import { createHeaderCertificateReader } from './certificate/header.js';
-import type { CertificateResult } from './certificate/types.js';
+import type { CertificateResult, ConnectionCertificates } from './certificate/types.js';
 import { createProxyTrust } from './certificate/trust.js';
 import { createTokenValidator } from './token/index.js';
 import type { TokenValidator } from './token/types.js';
+import { createDropTable, type DropTable } from './forward/headers.js';
 import { createUpstream, type Upstream } from './forward/upstream.js';
-import type { Metrics } from './observability/metrics.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { NO_ROUTE, createRouteSeries, createUpstreamSeries, type RouteSeries } from './observability/record.js';
 import type { Logger } from './observability/logger.js';
+import { secureContextOptions } from './server/listeners.js';
+
+/** What the certificate stage reads of a request: data, not the IncomingMessage. */
+export interface RequestView {
+  /** req.headersDistinct. */
+  readonly headers: NodeJS.Dict<string[]>;
+  /** The connection (undici sets req.socket to null once it has sent a request body). */
+  readonly socket: Socket;
+  /** What the certificate readers keep on this connection. */
+  readonly connection: ConnectionCertificates;
+}
+
+/** Everything a request on one route needs, built once per route when the gateway is compiled. */
+export interface CompiledRoute {
+  readonly name: string;
+  readonly config: RouteConfig;
+  readonly upstream: Upstream;
+  /** Headers never forwarded on this route: the protected ones, and Authorization unless the route keeps it. */
+  readonly drop: DropTable;
+  /** Names of the headers certbound tells the upstream who the caller is in. */
+  readonly identity: IdentityHeadersConfig;
+  readonly series: RouteSeries;
+}
 
 /**
  * gateway.yaml compiled into what the request path needs. Built whole at start and on every
@@ -20,100 +45,154 @@ import type { Logger } from './observability/logger.js';
  */
 export interface Gateway {
   readonly config: Config;
-  readonly route: Router;
-  readonly readCertificate: (req: IncomingMessage) => CertificateResult;
-  /**
-   * The certificate's thumbprint for the access log of a refused request: never throws, never
-   * warns. The connection is passed in: once undici has sent a request body, `req.socket` is null.
-   */
-  readonly thumbprintOf: (req: IncomingMessage, socket: Socket) => string | undefined;
+  readonly route: Router<CompiledRoute>;
+  /** Requests that matched no route are counted here. */
+  readonly unrouted: RouteSeries;
+  readonly readCertificate: (view: RequestView) => CertificateResult;
+  /** The certificate's thumbprint for the access line of a refused request: never throws, never warns. */
+  readonly thumbprintOf: (view: RequestView) => string | undefined;
   readonly peerTrusted: (peer: string | undefined) => boolean;
-  /** Headers no client may set: they are stripped before anything is forwarded. */
-  readonly protectedHeaders: ReadonlySet<string>;
-  /** Per route, what is never forwarded: the protected headers, plus Authorization unless the route keeps it. */
-  readonly strippedHeaders: ReadonlyMap<RouteConfig, ReadonlySet<string>>;
   readonly tokens: TokenValidator | undefined;
   readonly upstreams: ReadonlyMap<string, Upstream>;
+  /** The TLS listener's context options, already accepted by OpenSSL. */
+  readonly tls: SecureContextOptions | undefined;
   ready(): boolean;
+  /** Starts what serving needs in the background (the JWKS fetch). `certbound validate` compiles and closes without it. */
+  start(): void;
+  /** Gives up the token validator it owns, for the gateway that replaces it and reused it (see takeOverTokens). */
+  handOverTokens(): TokenValidator | undefined;
+  /** Owns `validator` from now on, if it is the one this gateway uses. */
+  adoptTokens(validator: TokenValidator | undefined): void;
+  /** Closes the upstream pools and the token validator it still owns. Idempotent. */
   close(): Promise<void>;
 }
 
-/** Gateways sharing one token validator: it closes with the last of them. */
-const validatorUsers = new WeakMap<TokenValidator, number>();
-
-/** A reload that leaves token validation as it was keeps the validator, its cache and its keys. */
-function sameValidation(a: Config, b: Config): boolean {
-  return a.tokenValidation === b.tokenValidation && isDeepStrictEqual(a.authorizationServer, b.authorizationServer);
+export interface GatewayDeps {
+  readonly metrics?: Metrics;
+  readonly log?: Logger;
+  readonly clock?: () => number;
+  /** A running gateway whose token validator (cache, keys) this one may take over, when validation is the same. */
+  readonly previous?: Gateway;
 }
 
-export function compileGateway(config: Config, deps: { metrics?: Metrics; log?: Logger; clock?: () => number; previous?: Gateway } = {}): Gateway {
-  const cc = config.clientCertificate;
-  const peerTrusted = createProxyTrust(cc.trustedProxies);
-  const protectedHeaders = new Set<string>(Object.values(config.identityHeaders));
-  for (const r of config.routes) if (r.forwardCertificateHeader) protectedHeaders.add(r.forwardCertificateHeader);
+/** File contents serialize as their bytes; parsed certificates and keys, which have no own members, as {}. */
+const canonical = (config: Config): string => JSON.stringify(config.authorizationServer ?? null);
 
-  let readCertificate: Gateway['readCertificate'];
-  let peek: (req: IncomingMessage, socket: Socket) => CertificateResult;
+/** What TLS itself refuses (a cipher list OpenSSL does not know, a key it cannot use), as a config problem. */
+function tlsOf(config: Config): SecureContextOptions | undefined {
+  if (!config.listen.tls) return undefined;
+  const options = secureContextOptions(config.listen.tls);
+  try {
+    createSecureContext(options);
+  } catch (error) {
+    throw new ConfigError([`listen.tls: ${(error as Error).message}`]);
+  }
+  return options;
+}
+
+function certificateReading(config: Config, deps: GatewayDeps, peerTrusted: (peer: string | undefined) => boolean, protect: (name: string) => void) {
+  const cc = config.clientCertificate;
+  let peek: (view: RequestView) => CertificateResult;
+  let read: (view: RequestView) => CertificateResult;
   if (cc.source === 'header') {
     const reader = createHeaderCertificateReader(cc, deps.clock, peerTrusted);
-    for (const name of reader.headerNames) protectedHeaders.add(name);
-    peek = (req, socket) => reader.read(req.headersDistinct, socket.remoteAddress, socket);
-    readCertificate = (req) => {
-      const result = peek(req, req.socket);
+    reader.headerNames.forEach(protect);
+    peek = (view) => reader.read(view.headers, view.socket.remoteAddress, view.connection);
+    read = (view) => {
+      const result = peek(view);
       if (!result.present && result.untrustedPeer) {
-        deps.log?.warn({ msg: 'certificate header from an untrusted peer ignored', peer: req.socket.remoteAddress, header: cc.header });
+        deps.log?.warn({ msg: 'certificate header from an untrusted peer ignored', peer: view.socket.remoteAddress, header: cc.header });
       }
       return result;
     };
   } else {
     // The header a proxy would use is still stripped: a TLS client must not smuggle one upstream.
-    protectedHeaders.add(cc.header);
+    protect(cc.header);
     const options = { requireVerified: config.listen.tls?.clientCa !== undefined, checkValidity: cc.verify.checkValidity, now: deps.clock ?? Date.now };
-    peek = (_req, socket) =>
-      'getPeerX509Certificate' in socket ? certificateFromSocket(socket as TLSSocket, options) : { present: false, why: 'connection is not TLS' };
-    readCertificate = (req) => peek(req, req.socket);
+    peek = (view) =>
+      'getPeerX509Certificate' in view.socket ? certificateFromSocket(view.socket as TLSSocket, view.connection, options) : { present: false, why: 'connection is not TLS' };
+    read = peek;
   }
-  const thumbprintOf = (req: IncomingMessage, socket: Socket): string | undefined => {
+  const thumbprintOf = (view: RequestView): string | undefined => {
     try {
-      const result = peek(req, socket);
+      const result = peek(view);
       return result.present ? result.certificate.thumbprint : undefined;
     } catch {
       return undefined;
     }
   };
+  return { read, thumbprintOf };
+}
 
-  const reused = deps.previous?.tokens && sameValidation(deps.previous.config, config) ? deps.previous.tokens : undefined;
-  const tokens = reused ?? (config.authorizationServer
-    ? createTokenValidator(config.authorizationServer, config.tokenValidation, {
-        ...(deps.metrics ? { metrics: deps.metrics } : {}),
+/**
+ * Builds everything the request path reads from a Config. `certbound validate` calls this too (and
+ * closes the result), so whatever fails at start fails there, with a key path.
+ */
+export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway {
+  const tls = tlsOf(config);
+  const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
+  const peerTrusted = createProxyTrust(config.clientCertificate.trustedProxies);
+  const protectedHeaders = new Set<string>(Object.values(config.identityHeaders));
+  for (const r of config.routes) if (r.forwardCertificateHeader) protectedHeaders.add(r.forwardCertificateHeader);
+  const certificates = certificateReading(config, deps, peerTrusted, (name) => protectedHeaders.add(name));
+
+  const previous = deps.previous;
+  const reused = previous?.tokens && canonical(previous.config) === canonical(config) ? previous.tokens : undefined;
+  // A reused validator stays the previous gateway's until the swap hands it over (a reload may be abandoned).
+  let ownedTokens: TokenValidator | undefined = reused === undefined && config.authorizationServer
+    ? createTokenValidator(config.authorizationServer, {
+        metrics,
         ...(deps.log ? { logger: deps.log } : {}),
         ...(deps.clock ? { clock: deps.clock } : {}),
       })
-    : undefined);
-  if (tokens) validatorUsers.set(tokens, (validatorUsers.get(tokens) ?? 0) + 1);
-  const upstreams = new Map([...config.upstreams.values()].map((u) => [u.name, createUpstream(u)]));
-  const withAuthorization = new Set([...protectedHeaders, 'authorization']);
-  const strippedHeaders = new Map(config.routes.map((r) => [r, r.forwardAuthorization ? protectedHeaders : withAuthorization]));
+    : undefined;
+  const tokens = reused ?? ownedTokens;
 
+  const upstreams = new Map([...config.upstreams.values()].map((u) => [u.name, createUpstream(u, createUpstreamSeries(metrics, u.name))]));
+  const withAuthorization = createDropTable([...protectedHeaders, 'authorization']);
+  const withoutAuthorization = createDropTable(protectedHeaders);
+  const routes: CompiledRoute[] = config.routes.map((r) => ({
+    name: r.name,
+    config: r,
+    // The config step checked that every route's upstream exists.
+    upstream: upstreams.get(r.upstream) as Upstream,
+    drop: r.forwardAuthorization ? withoutAuthorization : withAuthorization,
+    identity: config.identityHeaders,
+    series: createRouteSeries(metrics, r.name, HTTP_METHODS),
+  }));
+
+  let closing: Promise<void> | undefined;
   return Object.freeze({
     config,
-    route: createRouter(config.routes),
-    readCertificate,
-    thumbprintOf,
+    route: createRouter(routes),
+    unrouted: createRouteSeries(metrics, NO_ROUTE, HTTP_METHODS),
+    readCertificate: certificates.read,
+    thumbprintOf: certificates.thumbprintOf,
     peerTrusted,
-    protectedHeaders,
-    strippedHeaders,
     tokens,
     upstreams,
+    tls,
     ready: () => tokens?.ready() ?? true,
-    async close() {
-      let closeTokens: Promise<void> | undefined;
-      if (tokens) {
-        const users = (validatorUsers.get(tokens) ?? 1) - 1;
-        validatorUsers.set(tokens, users);
-        if (users === 0) closeTokens = tokens.close();
-      }
-      await Promise.allSettled([closeTokens, ...[...upstreams.values()].map((u) => u.close())]);
+    start: () => tokens?.start(),
+    handOverTokens() {
+      const handed = ownedTokens;
+      ownedTokens = undefined;
+      return handed;
+    },
+    adoptTokens(validator: TokenValidator | undefined) {
+      if (validator !== undefined && validator === tokens) ownedTokens = validator;
+    },
+    close() {
+      closing ??= Promise.allSettled([ownedTokens?.close(), ...[...upstreams.values()].map((u) => u.close())]).then(() => undefined);
+      return closing;
     },
   });
+}
+
+/**
+ * At the swap: `next` takes over `previous`'s token validator when it reused it, so closing
+ * `previous` (once its last request is done) leaves it open. One owner at any time, no count.
+ */
+export function takeOverTokens(next: Gateway, previous: Gateway): void {
+  if (next.tokens !== undefined && next.tokens === previous.tokens) next.adoptTokens(previous.handOverTokens());
 }

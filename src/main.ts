@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
-import { createLogger, logDestination } from './observability/logger.js';
+import { compileGateway } from './gateway.js';
+import { createLogging, logDestination } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { startRuntime, type Runtime } from './server/runtime.js';
 
@@ -26,6 +27,19 @@ Signals: SIGHUP reloads the configuration; SIGTERM drains and exits.`;
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
+}
+
+/** Loads and compiles the gateway exactly as `serve` does, then lets it go: no listener, no network. */
+async function validate(config: Config): Promise<boolean> {
+  try {
+    await compileGateway(config).close();
+    return true;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) process.stderr.write(`${problem}\n`);
+    process.exitCode = 1;
+    return false;
+  }
 }
 
 function load(path: string): Config | undefined {
@@ -64,9 +78,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   const path = values.config ?? process.env.CERTBOUND_CONFIG ?? 'gateway.yaml';
   const config = load(path);
   if (!config) return;
+  if (!(await validate(config))) return;
   if (command === 'validate') return void process.stdout.write(`${path}: valid (${config.routes.length} routes)\n`);
 
-  const log = createLogger(config.logging.level, logDestination(config.logging.flushIntervalMs));
+  const { log, access } = createLogging(config.logging.level, logDestination(config.logging.flushIntervalMs));
   const metrics = createMetrics();
   // The last guard: an error no request path caught is a bug, but a process that exits on it takes
   // every in-flight request of the pod along, and a client that can trigger it can keep every replica
@@ -81,7 +96,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   let runtime: Runtime | undefined;
   process.on('SIGHUP', () => void runtime?.reload('SIGHUP'));
   try {
-    runtime = await startRuntime(config, { log, metrics, configPath: path });
+    runtime = await startRuntime(config, { log, access, metrics, configPath: path });
   } catch (error) {
     log.fatal({ msg: 'cannot start', err: (error as Error).message });
     process.stderr.write(`cannot start: ${(error as Error).message}\n`);

@@ -12,10 +12,12 @@ export interface Target {
   readonly doubleEncoded?: true;
 }
 
-export interface Match {
-  readonly route: RouteConfig;
-  readonly target: Target;
-}
+/** What the router found for a request, as data: the stages decide what each case answers. */
+export type Routed<R> =
+  | { readonly kind: 'match'; readonly route: R; readonly target: Target }
+  | { readonly kind: 'no_route'; readonly target: Target }
+  /** The path is the route's, the method is not: 405 with the route's methods, counted on the route. */
+  | { readonly kind: 'method_not_allowed'; readonly route: R; readonly target: Target };
 
 const PCHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@]/;
 
@@ -98,21 +100,20 @@ function under(path: string, prefix: string): boolean {
   return path === prefix || (path.startsWith(prefix) && path.charCodeAt(prefix.length) === 47 /* / */);
 }
 
-export type Router = (method: string, url: string) => Match;
+/** Throws GatewayError `bad_path` for a target that cannot be read one way only; otherwise Routed. */
+export type Router<R> = (method: string, url: string) => Routed<R>;
 
 /** Compiles the route table once: longest `path_prefix` first. */
-export function createRouter(routes: readonly RouteConfig[]): Router {
-  const table = [...routes].sort((a, b) => b.pathPrefix.length - a.pathPrefix.length);
+export function createRouter<R extends { readonly config: RouteConfig }>(routes: readonly R[]): Router<R> {
+  const table = [...routes].sort((a, b) => b.config.pathPrefix.length - a.config.pathPrefix.length);
   return (method, url) => {
     const target = parseTarget(url);
-    const route = table.find((r) => under(target.path, r.pathPrefix));
-    if (!route) throw new GatewayError('no_route', 'no route for this path');
-    if (target.doubleEncoded && !route.allowDoubleEncoding) {
+    const route = table.find((r) => under(target.path, r.config.pathPrefix));
+    if (!route) return { kind: 'no_route', target };
+    if (target.doubleEncoded && !route.config.allowDoubleEncoding) {
       throw new GatewayError('bad_path', 'path contains a double-encoded octet (%25 and two hex digits)');
     }
-    if (!route.methods.includes(method)) {
-      throw new GatewayError('method_not_allowed', `method ${method} is not allowed on this route`, { allow: route.methods, route: route.name });
-    }
-    return { route, target };
+    if (!route.config.methods.includes(method)) return { kind: 'method_not_allowed', route, target };
+    return { kind: 'match', route, target };
   };
 }

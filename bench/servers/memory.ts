@@ -26,7 +26,7 @@ const config = buildConfig(
 );
 const as = config.authorizationServer;
 if (!as) throw new Error('no authorization_server in the config');
-const validator = createTokenValidator(as, 'introspection');
+const validator = createTokenValidator(as);
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const mb = (bytes: number) => Math.round(bytes / 1048576);

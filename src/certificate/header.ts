@@ -5,19 +5,18 @@ import type { ClientCertificateConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { malformed } from './decode.js';
 import { decodeCertificates, isNoCertificateValue, type FormatOptions } from './formats.js';
-import { thumbprintOf } from './thumbprint.js';
 import { createProxyTrust } from './trust.js';
-import { NO_CERTIFICATE, type CertificateResult } from './types.js';
+import { ClientCertificate, NO_CERTIFICATE, type CertificateResult, type ConnectionCertificates } from './types.js';
 import { checkValidity, createCertificateVerifier, type CertificateVerifier, type ValidityWindow } from './verify.js';
 
 export interface HeaderCertificateReader {
   /**
    * headers: req.headersDistinct (lower-case name → every value received); peer:
-   * req.socket.remoteAddress; connection: req.socket, when known (a keep-alive client sends the
-   * same value on every request: comparing it with the last one costs far less than hashing it
-   * for the LRU). Returns the result or throws GatewayError.
+   * req.socket.remoteAddress; connection: what is kept on the client connection, when known (a
+   * keep-alive client sends the same value on every request: comparing it with the last one costs
+   * far less than hashing it for the LRU). Returns the result or throws GatewayError.
    */
-  read(headers: NodeJS.Dict<string[]>, peer: string | undefined, connection?: object): CertificateResult;
+  read(headers: NodeJS.Dict<string[]>, peer: string | undefined, connection?: ConnectionCertificates): CertificateResult;
   /** Lower-case names of every header this reader consumes (certificate, chain, verify header): the forwarder strips them before the upstream. */
   readonly headerNames: readonly string[];
 }
@@ -51,11 +50,9 @@ export function createHeaderCertificateReader(
           sizeCalculation: (_, key) => key.length + ENTRY_OVERHEAD,
         })
       : undefined;
-  // The value each connection sent last, with what it parsed to (kept only while the LRU is on).
-  const lastOnConnection = new WeakMap<object, { readonly key: string; readonly parsed: Parsed }>();
   const headerNames = Object.freeze([...new Set([header, chainHeader, verifyHeader?.name].filter((n) => n !== undefined))]);
 
-  function read(headers: NodeJS.Dict<string[]>, peer: string | undefined, connection?: object): CertificateResult {
+  function read(headers: NodeJS.Dict<string[]>, peer: string | undefined, connection?: ConnectionCertificates): CertificateResult {
     const values = headers[header];
     const chainValues = chainHeader === undefined ? undefined : headers[chainHeader];
     const verifyValues = verifyHeader === undefined ? undefined : headers[verifyHeader.name];
@@ -78,19 +75,21 @@ export function createHeaderCertificateReader(
     }
     // A header value never holds a line break, so this key cannot be forged from another pair.
     const key = chainValue === undefined ? value : `${value}\n${chainValue}`;
-    const last = connection === undefined ? undefined : lastOnConnection.get(connection);
-    let parsed = last?.key === key ? last.parsed : cache?.get(key);
+    // The value a connection (a load balancer's) sent last, with what it parsed to: kept on the connection while the LRU is on.
+    const last = connection?.lastHeader;
+    let parsed = last?.reader === self && last.key === key ? (last.parsed as Parsed) : cache?.get(key);
     if (parsed === undefined) {
       parsed = parse(value, chainValue);
       cache?.set(key, parsed);
     }
-    if (cache && connection !== undefined && last?.parsed !== parsed) lastOnConnection.set(connection, { key, parsed });
+    if (cache && connection !== undefined && last?.parsed !== parsed) connection.lastHeader = { reader: self, key, parsed };
     if ('error' in parsed) throw parsed.error;
     if (checkTime && parsed.window !== undefined) checkValidity(parsed.window, clock());
     return parsed.result;
   }
 
-  return { read, headerNames };
+  const self: HeaderCertificateReader = { read, headerNames };
+  return self;
 }
 
 /** The one value of a header that may appear once; undefined when absent. */
@@ -116,7 +115,7 @@ function createParser(config: ClientCertificateConfig, verify: CertificateVerifi
       const x509 = certificate(decoded.leaf, 'client certificate');
       const chain = decoded.chain.map((der, i) => certificate(der, `chain certificate #${i + 1}`));
       const window = verify(x509, chain);
-      const result = Object.freeze({ present: true, certificate: Object.freeze({ thumbprint: thumbprintOf(decoded.leaf), x509 }) });
+      const result = Object.freeze({ present: true, certificate: new ClientCertificate(x509) });
       return { result, window };
     } catch (e) {
       if (e instanceof GatewayError) return { error: e };

@@ -5,9 +5,11 @@ import { BlockList, isIP } from 'node:net';
 export function createProxyTrust(entries: readonly string[]): (peer: string | undefined) => boolean {
   const list = new BlockList();
   for (const entry of entries) {
-    const [address = '', bits] = entry.split('/');
+    const [address = '', bits, extra] = entry.split('/');
     const family = familyOf(address);
-    if (family === undefined) throw new Error(`trusted_proxies: "${entry}" is not an IP address or CIDR`);
+    if (family === undefined || extra !== undefined || (bits !== undefined && !/^\d{1,3}$/.test(bits))) {
+      throw new Error(`trusted_proxies: "${entry}" is not an IP address or CIDR`);
+    }
     if (bits === undefined) list.addAddress(address, family);
     else list.addSubnet(address, Number(bits), family);
   }

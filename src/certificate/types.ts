@@ -1,9 +1,27 @@
 import type { X509Certificate } from 'node:crypto';
+import { thumbprintOf } from './thumbprint.js';
 
-export interface ClientCertificate {
+/**
+ * A client certificate, with what requests need of it derived once, here: the thumbprint and its
+ * bytes (for the constant-time binding check), and the value it is forwarded in (on first use:
+ * most routes forward none). One object per TLS connection, or per distinct header value.
+ */
+export class ClientCertificate {
   /** `x5t#S256`: base64url (no padding) SHA-256 of the leaf's DER. */
   readonly thumbprint: string;
-  readonly x509: X509Certificate;
+  readonly thumbprintBytes: Buffer;
+  private forwarded: string | undefined;
+
+  constructor(readonly x509: X509Certificate) {
+    this.thumbprint = thumbprintOf(x509.raw);
+    this.thumbprintBytes = Buffer.from(this.thumbprint);
+  }
+
+  /** The PEM, encodeURIComponent'd: a header value that cannot break a line. */
+  get forwardedValue(): string {
+    this.forwarded ??= encodeURIComponent(this.x509.toString());
+    return this.forwarded;
+  }
 }
 
 export type CertificateResult =
@@ -17,3 +35,27 @@ export type CertificateResult =
     };
 
 export const NO_CERTIFICATE: CertificateResult = Object.freeze({ present: false });
+
+/** A TLS connection's peer certificate, with how the handshake judged it. */
+export interface TlsPeer {
+  readonly result: CertificateResult;
+  /** Why the handshake did not verify it against the client CA, if it did not. */
+  readonly unverified?: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
+/**
+ * What the certificate readers remember about one client connection. The server creates it empty
+ * with the connection (so it lives and dies with it); the readers fill it on first use.
+ */
+export interface ConnectionCertificates {
+  /** The TLS peer certificate, read once: renegotiation is disabled, so it cannot change. `null`: none. */
+  tlsPeer?: TlsPeer | null;
+  /**
+   * The certificate header value this connection (a load balancer's) sent last, with what it
+   * parsed to, and the reader that parsed it: after a reload another reader (another CA, another
+   * format) must not take its answer.
+   */
+  lastHeader?: { readonly reader: object; readonly key: string; readonly parsed: unknown };
+}

@@ -21,7 +21,8 @@ export interface ValidityWindow {
 export type CertificateVerifier = (leaf: X509Certificate, chain: readonly X509Certificate[]) => ValidityWindow;
 
 export function createCertificateVerifier(config: CertificateVerifyConfig): CertificateVerifier {
-  const anchors = config.ca === undefined ? undefined : parseBundle(config.ca.contents, config.ca.path);
+  // Parsed once, when the config was loaded.
+  const anchors = config.ca?.certificates;
   // A certificate listed in the bundle itself is trusted as is (a pinned self-signed client certificate).
   const pinned = new Set(anchors?.map((a) => a.fingerprint256));
   return (leaf, chain) => {
@@ -48,19 +49,6 @@ export function checkValidity(window: ValidityWindow, now: number): void {
 
 /** The PEM certificate blocks of a file (a bundle); text between the blocks is ignored. */
 export const pemCertificateBlocks = (contents: Buffer): string[] => contents.toString('latin1').match(PEM_BLOCK) ?? [];
-
-/** Every certificate in a CA bundle is a trust anchor. */
-export function parseBundle(contents: Buffer, path: string): X509Certificate[] {
-  const blocks = pemCertificateBlocks(contents);
-  if (blocks.length === 0) throw new Error(`${path}: no PEM certificate found`);
-  return blocks.map((block, i) => {
-    try {
-      return new X509Certificate(block);
-    } catch (e) {
-      throw new Error(`${path}: certificate #${i + 1} cannot be parsed (${(e as Error).message})`);
-    }
-  });
-}
 
 /** Walks issuer by issuer (intermediates from the header) to a configured anchor; returns the issuers. */
 function pathToAnchor(leaf: X509Certificate, chain: readonly X509Certificate[], anchors: readonly X509Certificate[]): X509Certificate[] {

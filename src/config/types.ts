@@ -1,175 +1,139 @@
-/**
- * The validated configuration: plain, frozen data with every default applied and every
- * referenced file already read. `load.ts` produces it; `gateway.ts` compiles it into the
- * runtime objects. Key names mirror gateway.yaml (documented in gateway.yaml and README.md).
- */
-export type AuthMode = 'certificate_bound_token' | 'mtls' | 'none';
-export type TokenValidationMode = 'introspection' | 'jwt' | 'auto';
-export type ClientAuthMethod =
-  | 'client_secret_basic'
-  | 'client_secret_post'
-  | 'private_key_jwt'
-  | 'tls_client_auth';
-export type CertificateFormat = 'pem' | 'der-base64' | 'rfc9440' | 'xfcc' | 'traefik' | 'aws-alb';
-export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import type {
+  AUTH_MODES, CERTIFICATE_FORMATS, CLIENT_AUTH_METHODS, GatewayDocument, LOG_LEVELS, TLS_VERSIONS, TOKEN_VALIDATION_MODES,
+} from './schema.js';
 
-/** A file referenced by the config, read at load time (reload re-reads it). */
+/**
+ * The configuration as the code reads it: derived from the schema (./schema.ts), camel-cased,
+ * then settled by the compile step (./resolve.ts): files read and parsed once, defaults that
+ * depend on other keys applied, mode-dependent requirements turned into types.
+ */
+
+type Camel<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Head}${Capitalize<Camel<Tail>>}` : S;
+/** gateway.yaml's snake_case keys as camelCase properties, deeply (record keys, e.g. upstream names, stay). */
+export type Camelized<T> = T extends readonly (infer U)[]
+  ? readonly Camelized<U>[]
+  : T extends object
+    ? { readonly [K in keyof T as K extends string ? Camel<K> : K]: Camelized<T[K]> }
+    : T;
+
+export type Document = Camelized<GatewayDocument>;
+
+export type AuthMode = (typeof AUTH_MODES)[number];
+export type TokenValidationMode = (typeof TOKEN_VALIDATION_MODES)[number];
+export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
+export type CertificateFormat = (typeof CERTIFICATE_FORMATS)[number];
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** A file the config references, read once at load (a reload reads it again). */
 export interface LoadedFile {
   readonly path: string;
   readonly contents: Buffer;
 }
-
-export interface TlsListenConfig {
-  readonly cert: LoadedFile;
-  readonly key: LoadedFile;
-  readonly clientCa?: LoadedFile;
-  readonly minVersion: TlsVersion;
-  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not configurable here). */
-  readonly ciphers: string;
+/** A PEM file of certificates, each parsed once. */
+export interface PemFile extends LoadedFile {
+  readonly certificates: readonly X509Certificate[];
+}
+/** A PEM private key, parsed once (never logged). */
+export interface KeyFile extends LoadedFile {
+  readonly key: KeyObject;
 }
 
-export interface ListenConfig {
-  readonly host: string;
-  readonly port: number;
+type ListenDocument = Document['listen'];
+export interface TlsListenConfig extends Omit<NonNullable<ListenDocument['tls']>, 'certFile' | 'keyFile' | 'clientCaFile'> {
+  readonly cert: PemFile;
+  readonly key: KeyFile;
+  readonly clientCa?: PemFile;
+}
+export interface ListenConfig extends Omit<ListenDocument, 'tls' | 'headersTimeoutMs'> {
   readonly tls?: TlsListenConfig;
-  readonly maxHeaderBytes: number;
-  /** Requests with more header lines are refused with 431. */
-  readonly maxHeaders: number;
-  /** Beyond this many open connections, new ones are closed at once (and counted). */
-  readonly maxConnections: number;
-  readonly keepAliveTimeoutMs: number;
-  /** Time allowed to receive a request's headers. */
   readonly headersTimeoutMs: number;
-  /** Time allowed to receive a whole request, body included; 0: none. */
-  readonly requestTimeoutMs: number;
-  /** A client that reads nothing of what certbound has to send for this long is cut. */
-  readonly sendTimeoutMs: number;
 }
+export type AdminConfig = Document['admin'];
 
-export interface AdminConfig {
-  readonly host: string;
-  readonly port: number;
+type ClientCertificateDocument = Document['clientCertificate'];
+export interface CertificateVerifyConfig extends Omit<ClientCertificateDocument['verify'], 'caFile'> {
+  readonly ca?: PemFile;
 }
-
-export interface CertificateVerifyConfig {
-  readonly ca?: LoadedFile;
-  readonly checkValidity: boolean;
-  readonly requireClientAuthEku: boolean;
-}
-
-export interface ClientCertificateConfig {
-  readonly source: 'tls' | 'header';
-  readonly preset?: string;
-  /** Lower-case header name carrying the certificate. */
+/** With the preset applied: header, format and encoding always known. */
+export interface ClientCertificateConfig
+  extends Omit<ClientCertificateDocument, 'header' | 'format' | 'clientCertificateEncode' | 'chainHeader' | 'verifyHeader' | 'verifyHeaderValue' | 'verify'> {
+  /** Lower-case. */
   readonly header: string;
   readonly format: CertificateFormat;
   /** `client_certificate_encode`: the value is percent-encoded (never form-decoded). */
   readonly encoded: boolean;
-  /** Lower-case header carrying the rest of the chain (RFC 9440 `client-cert-chain`), if any. */
+  /** Lower-case header carrying the rest of the chain, if any. */
   readonly chainHeader?: string;
-  readonly xfccElement: 'first' | 'last';
-  /** XFCC values with more elements are refused: 1 accepts only what Envoy's SANITIZE_SET produces. */
-  readonly xfccMaxElements: number;
-  /** A companion header saying whether the proxy verified the certificate (`ssl-client-verify`). */
   readonly verifyHeader?: { readonly name: string; readonly success: readonly string[] };
-  readonly trustedProxies: readonly string[];
-  readonly untrustedHeader: 'ignore' | 'reject';
-  readonly maxHeaderBytes: number;
-  readonly cacheSize: number;
   readonly verify: CertificateVerifyConfig;
 }
 
-export interface TokenCacheConfig {
-  readonly maxEntries: number;
-  readonly maxTtlSeconds: number;
-  /** 0: inactive tokens are not cached (the default). */
-  readonly negativeTtlSeconds: number;
-}
+type AuthorizationServerDocument = NonNullable<Document['authorizationServer']>;
+/** How certbound authenticates to the introspection endpoint, with what each method needs. */
+export type ClientAuthConfig =
+  | { readonly method: 'client_secret_basic' | 'client_secret_post'; readonly clientId: string; readonly secret: string }
+  | { readonly method: 'private_key_jwt'; readonly clientId: string; readonly key: KeyFile; readonly algorithm: string; readonly audience: string }
+  | { readonly method: 'tls_client_auth'; readonly clientId: string; readonly cert: PemFile; readonly key: KeyFile };
 
-export interface AuthorizationServerConfig {
-  readonly issuer: string;
-  readonly introspectionEndpoint?: string;
-  readonly clientId?: string;
-  readonly clientSecret?: string;
-  readonly clientAuthMethod: ClientAuthMethod;
-  /** private_key_jwt: the signing key (PKCS#8 PEM) and its algorithm. */
-  readonly privateKey?: LoadedFile;
-  readonly signingAlgorithm?: string;
-  /** private_key_jwt: the assertion's `aud` (default: the issuer). */
-  readonly assertionAudience: string;
-  /** tls_client_auth: certbound's client certificate and key towards the server. */
-  readonly clientCert?: LoadedFile;
-  readonly clientKey?: LoadedFile;
-  /** Extra CA bundle to trust for the server's TLS certificate. */
-  readonly ca?: LoadedFile;
-  readonly timeoutMs: number;
-  readonly clockSkewSeconds: number;
-  readonly maxConcurrentRequests: number;
-  readonly retryAfterSeconds: number;
-  /** Refuse introspection answers without `token_type: Bearer` (closes refresh-token-as-bearer on servers that omit it for refresh tokens). */
-  readonly requireTokenType: boolean;
-  /** RFC 9701: ask for `application/token-introspection+jwt` and verify it. */
-  readonly signedIntrospection: boolean;
-  readonly jwksUri?: string;
-  /** After a JWKS fetch, the least time before the next one (an unknown `kid`, or retries while the keys never loaded). */
-  readonly jwksCooldownSeconds: number;
-  /** Keys older than this are fetched again on the next token that needs them. */
-  readonly jwksMaxAgeSeconds: number;
+export interface IntrospectionConfig {
+  readonly endpoint: string;
+  readonly authentication: ClientAuthConfig;
+  /** RFC 9701: the answer is a JWT signed with a key of `jwks`. */
+  readonly signed: boolean;
+}
+export interface JwksConfig {
+  readonly uri: string;
+  readonly cooldownSeconds: number;
+  readonly maxAgeSeconds: number;
+}
+export interface JwtConfig {
+  readonly audience: string;
+}
+/** What token_validation asks for, with exactly the parts it needs. */
+export type TokenValidation =
+  | { readonly mode: 'introspection'; readonly introspection: IntrospectionConfig & { readonly signed: false } }
+  | { readonly mode: 'introspection'; readonly introspection: IntrospectionConfig & { readonly signed: true }; readonly jwks: JwksConfig }
+  | { readonly mode: 'jwt'; readonly jwt: JwtConfig; readonly jwks: JwksConfig }
+  | { readonly mode: 'auto'; readonly introspection: IntrospectionConfig; readonly jwt: JwtConfig; readonly jwks: JwksConfig };
+
+export interface AuthorizationServerConfig
+  extends Pick<AuthorizationServerDocument, 'issuer' | 'timeoutMs' | 'clockSkewSeconds' | 'maxConcurrentRequests' | 'retryAfterSeconds' | 'requireTokenType' | 'allowedAlgorithms' | 'cache'> {
+  /** Extra CA bundle for the server's TLS certificate. */
+  readonly ca?: PemFile;
+  /** tls_client_auth: certbound's certificate and key on every connection to the server. */
+  readonly clientCertificate?: { readonly cert: PemFile; readonly key: KeyFile };
+  /** The audience introspection answers may carry (jwt/auto's audience). */
   readonly audience?: string;
-  readonly allowedAlgorithms: readonly string[];
-  readonly cache: TokenCacheConfig;
+  readonly validation: TokenValidation;
+}
+export type TokenCacheConfig = AuthorizationServerConfig['cache'];
+
+export interface UpstreamConfig extends Camelized<import('./schema.js').UpstreamDocument> {
+  readonly name: string;
 }
 
-export interface UpstreamConfig {
-  readonly name: string;
-  /** Origin only: `http://host:port`. */
-  readonly url: string;
-  /** Deadline from dispatch to the response headers; also the longest pause allowed in a request body or a client's reading. */
-  readonly timeoutMs: number;
-  readonly connections: number;
-  /** Requests allowed to wait for a connection beyond `connections`; more are answered 503 at once. */
-  readonly maxPending: number;
-}
-
-export interface RouteConfig {
-  readonly name: string;
+export interface RouteConfig extends Omit<Document['routes'][number], 'forwardAuthorization' | 'forwardCertificateHeader' | 'methods'> {
   /** Normalized, no trailing slash (except the root `/`). */
   readonly pathPrefix: string;
-  /** Upper-case methods. */
+  /** Upper-case, without duplicates. */
   readonly methods: readonly string[];
-  readonly upstream: string;
-  readonly auth: AuthMode;
-  readonly scopes: readonly string[];
   readonly forwardAuthorization: boolean;
-  /** Lower-case header the certificate is forwarded in (URL-encoded PEM); mtls routes default to `x-client-cert`. */
+  /** Lower-case header the certificate is forwarded in; mtls routes default to `x-client-cert`. */
   readonly forwardCertificateHeader?: string;
-  /** Accept `%25` followed by two hex digits (a double-encoded octet) in the path. */
-  readonly allowDoubleEncoding: boolean;
 }
 
-export interface IdentityHeadersConfig {
-  readonly clientId: string;
-  readonly subject: string;
-  readonly scope: string;
-  readonly thumbprint: string;
-}
+export type IdentityHeadersConfig = Document['identityHeaders'];
 
-export interface Config {
+export interface Config extends Omit<Document, 'listen' | 'clientCertificate' | 'authorizationServer' | 'upstreams' | 'routes'> {
+  /** Absolute path of gateway.yaml, or `<inline>`. */
   readonly source: string;
   readonly listen: ListenConfig;
-  readonly admin: AdminConfig;
   readonly clientCertificate: ClientCertificateConfig;
-  readonly tokenValidation: TokenValidationMode;
   readonly authorizationServer?: AuthorizationServerConfig;
   readonly upstreams: ReadonlyMap<string, UpstreamConfig>;
   readonly routes: readonly RouteConfig[];
-  readonly identityHeaders: IdentityHeadersConfig;
-  readonly realm: string;
-  readonly logging: {
-    readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-    /** Lines are written in batches of up to 8 KiB, at most this long after they were logged; 0: every line at once. Restart-only. */
-    readonly flushIntervalMs: number;
-  };
-  readonly shutdown: { readonly gracePeriodSeconds: number };
-  readonly reload: { readonly watch: boolean; readonly debounceMs: number };
+  /** Every file read, for the reload watcher. */
+  readonly files: readonly string[];
 }

@@ -34,15 +34,14 @@ function connectionListed(c: string | string[] | undefined): Set<string> | undef
 
 export interface ForwardedHeaderInput {
   readonly incoming: IncomingHttpHeaders;
-  /** Lower-case names to drop: certificate headers, identity headers, Authorization when not forwarded. */
-  readonly strip: ReadonlySet<string>;
+  /** The route's drop table: certificate headers, identity headers, Authorization when not forwarded. */
+  readonly drop: DropTable;
   /** Headers certbound sets (identity headers, forwarded certificate, interaction id): name, value, name, value… */
   readonly add: readonly string[];
   readonly peer: string;
   /** Existing X-Forwarded-* are kept (and extended) only when the peer is a trusted proxy. */
   readonly peerTrusted: boolean;
   readonly proto: 'http' | 'https';
-  readonly keepUpgrade?: boolean;
 }
 
 /** Request headers as undici takes them: name, value, name, value… (no object to build per request). */
@@ -54,20 +53,19 @@ const UNTRUSTED = 2;
 type Drop = typeof ALWAYS | typeof UNTRUSTED;
 /** Every header under this prefix is certbound's to set: none from a client reaches the upstream. */
 const OWN_PREFIX = 'x-certbound-';
-/** One lookup per incoming header: the fixed lists merged with a route's `strip` set, built once per set. */
-const dropTables = new WeakMap<ReadonlySet<string>, ReadonlyMap<string, Drop>>();
-function dropTableOf(strip: ReadonlySet<string>): ReadonlyMap<string, Drop> {
-  let table = dropTables.get(strip);
-  if (table === undefined) {
-    const t = new Map<string, Drop>();
-    for (const name of CLIENT_ADDRESS) t.set(name, UNTRUSTED);
-    // x-fapi-interaction-id: certbound sends its own (the client's, when it is a UUID, or a new one) in `add`.
-    // A configured name with `_` is also listed in its `-` spelling (see dashed).
-    for (const name of [...HOP_BY_HOP, ...REWRITES, ...strip, 'host', 'forwarded', 'x-fapi-interaction-id']) t.set(dashed(name), ALWAYS);
-    for (const name of strip) t.set(name, ALWAYS);
-    dropTables.set(strip, (table = t));
-  }
-  return table;
+/** What is never forwarded as it came, one lookup per incoming header: the fixed lists merged with a route's own. */
+export type DropTable = ReadonlyMap<string, Drop>;
+
+/** A route's drop table, built once when its gateway is compiled. `strip`: lower-case names the route never forwards. */
+export function createDropTable(strip: Iterable<string>): DropTable {
+  const names = [...strip];
+  const t = new Map<string, Drop>();
+  for (const name of CLIENT_ADDRESS) t.set(name, UNTRUSTED);
+  // x-fapi-interaction-id: certbound sends its own (the client's, when it is a UUID, or a new one) in `add`.
+  // A configured name with `_` is also listed in its `-` spelling (see dashed).
+  for (const name of [...HOP_BY_HOP, ...REWRITES, ...names, 'host', 'forwarded', 'x-fapi-interaction-id']) t.set(dashed(name), ALWAYS);
+  for (const name of names) t.set(name, ALWAYS);
+  return t;
 }
 
 const dashed = (name: string): string => name.replaceAll('_', '-');
@@ -87,8 +85,7 @@ function protectedAlias(name: string, drop: ReadonlyMap<string, Drop>): boolean 
  * keeps these.
  */
 export function upstreamRequestHeaders(input: ForwardedHeaderInput): HeaderList {
-  const { incoming } = input;
-  const drop = dropTableOf(input.strip);
+  const { incoming, drop } = input;
   const listed = connectionListed(incoming.connection);
   const out: HeaderList = input.add.slice();
   const priorFor = input.peerTrusted ? incoming['x-forwarded-for'] : undefined;
@@ -96,7 +93,6 @@ export function upstreamRequestHeaders(input: ForwardedHeaderInput): HeaderList 
   out.push('x-forwarded-proto', (input.peerTrusted ? firstValue(incoming['x-forwarded-proto']) : undefined) ?? input.proto);
   const fwdHost = (input.peerTrusted ? firstValue(incoming['x-forwarded-host']) : undefined) ?? incoming.host;
   if (fwdHost) out.push('x-forwarded-host', fwdHost);
-  if (input.keepUpgrade && incoming.upgrade) out.push('connection', 'upgrade', 'upgrade', incoming.upgrade);
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
@@ -108,18 +104,6 @@ export function upstreamRequestHeaders(input: ForwardedHeaderInput): HeaderList 
     if (typeof value === 'string') out.push(name, value);
     // Only set-cookie arrives as a list: one line per value, as it came.
     else for (const v of value) out.push(name, v);
-  }
-  return out;
-}
-
-/** A header list as an object, a repeated name as a list (http-proxy, for upgrades, takes headers that way). */
-export function headerObject(list: HeaderList): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i < list.length; i += 2) {
-    const name = list[i] as string;
-    const value = list[i + 1] as string;
-    const prior = out[name];
-    out[name] = prior === undefined ? value : [...(typeof prior === 'string' ? [prior] : prior), value];
   }
   return out;
 }
@@ -140,7 +124,7 @@ export function switchingProtocolsHeaders(upstream: Record<string, string | stri
 }
 
 /**
- * An upstream's refusal of an upgrade (any status but 101) as http-proxy passes it on: its body
+ * An upstream's refusal of an upgrade (any status but 101) as the tunnel relays it: its body
  * arrives de-chunked and the connection ends after it, so hop-by-hop headers (Transfer-Encoding
  * among them) go and `Connection: close` frames the body.
  */

@@ -2,7 +2,11 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 import type { UpstreamConfig } from '../config/types.js';
+import type { Duplex } from 'node:stream';
+import type { UpstreamSeries } from '../observability/record.js';
 import { clientResponseHeaders, type HeaderList } from './headers.js';
+import { classify, type UpstreamErrorKind } from './classify.js';
+import { openTunnel, type TunnelCall, type TunnelCompletion, type Tunnelling } from './upgrade.js';
 
 export interface UpstreamCall {
   readonly method: string;
@@ -19,9 +23,11 @@ export interface ForwardOutcome {
   readonly status: number;
   /** Seconds to the upstream's response headers. */
   readonly upstreamSeconds: number;
+  /** Body bytes written to the client. */
+  readonly bytes: number;
 }
 
-export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'overloaded';
+export type { UpstreamErrorKind } from './classify.js';
 
 /** What one forwarded request reports, exactly once: `forwarded` or `failed` (plus any countError). */
 export interface ForwardCompletion {
@@ -43,6 +49,8 @@ export interface Forwarded {
 
 export interface Upstream {
   readonly config: UpstreamConfig;
+  /** Its metric series, resolved when the gateway was compiled. */
+  readonly series: UpstreamSeries;
   /**
    * Streams the request to the upstream and its response back, with backpressure both ways.
    * Reports GatewayError (upstream_unavailable / upstream_timeout) only before response headers
@@ -50,25 +58,21 @@ export interface Upstream {
    * Callbacks, not a promise: this runs once per request.
    */
   forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded;
-  /** Requests dispatched and not yet ended: on a connection or waiting for one. */
+  /**
+   * Tunnels a WebSocket upgrade on the same pool, within the same limits: a tunnel holds one of
+   * `connections + max_pending` slots until it ends; beyond them, upstream_overloaded is thrown.
+   */
+  upgrade(call: TunnelCall, client: Duplex, completion: TunnelCompletion): Tunnelling;
+  /** Requests dispatched and not yet ended, open tunnels included: on a connection or waiting for one. */
   inFlight(): number;
   close(): Promise<void>;
 }
 
-const CLIENT_GONE: Forwarded = Object.freeze({ clientClosed: () => undefined });
-
 /** Seconds a client is told to wait when the upstream's connections and queue are full. */
 export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
 
-function classify(error: unknown): UpstreamErrorKind {
-  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.ConnectTimeoutError || error instanceof undiciErrors.BodyTimeoutError) {
-    return 'timeout';
-  }
-  const code = (error as { code?: string } | null)?.code;
-  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' ? 'refused' : 'reset';
-}
 
-export function createUpstream(config: UpstreamConfig): Upstream {
+export function createUpstream(config: UpstreamConfig, series: UpstreamSeries): Upstream {
   const pool = new Pool(config.url, {
     connections: config.connections,
     headersTimeout: config.timeoutMs,
@@ -85,16 +89,15 @@ export function createUpstream(config: UpstreamConfig): Upstream {
   const capacity = config.connections + config.maxPending;
   const ended = (): void => void inFlight--;
 
-  function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded {
-    // A client that left while its token was checked takes no slot: reported as before, never sent.
-    if (res.destroyed) {
-      completion.failed(new GatewayError('upstream_unavailable', 'client gone'));
-      return CLIENT_GONE;
-    }
+  const takeSlot = (countError: (kind: UpstreamErrorKind) => void): void => {
     if (inFlight >= capacity) {
-      completion.countError('overloaded');
+      countError('overloaded');
       throw new GatewayError('upstream_overloaded', 'upstream busy: every connection and queue slot is taken', { retryAfter: OVERLOADED_RETRY_AFTER_SECONDS });
     }
+  };
+
+  function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded {
+    takeSlot((kind) => completion.countError(kind));
     const waits = inFlight >= config.connections;
     inFlight++;
     const forwarding = new Forwarding(call, res, completion, config.timeoutMs, waits, ended);
@@ -102,7 +105,23 @@ export function createUpstream(config: UpstreamConfig): Upstream {
     return forwarding;
   }
 
-  return { config, forward, inFlight: () => inFlight, close: () => pool.close() };
+  function upgrade(call: TunnelCall, client: Duplex, completion: TunnelCompletion): Tunnelling {
+    takeSlot((kind) => completion.countError(kind));
+    inFlight++;
+    return openTunnel(pool, call, client, { timeoutMs: config.timeoutMs, idleTimeoutMs: config.tunnelIdleTimeoutMs }, {
+      countError: (kind) => completion.countError(kind),
+      opened: (outcome) => completion.opened(outcome),
+      answered: (outcome) => completion.answered(outcome),
+      failed: (error) => completion.failed(error),
+      ended: () => {
+        ended();
+        completion.ended();
+      },
+    });
+  }
+
+  let closing: Promise<void> | undefined;
+  return { config, series, forward, upgrade, inFlight: () => inFlight, close: () => (closing ??= pool.close()) };
 }
 
 /**
@@ -127,6 +146,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
   private expired: 'deadline' | 'body' | undefined;
   private status = 0;
   private upstreamSeconds = 0;
+  private bytes = 0;
 
   /** A client that stops reading must not hold an upstream connection for ever. */
   private stalled: NodeJS.Timeout | undefined;
@@ -212,6 +232,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
       controller.abort(new undiciErrors.RequestAbortedError());
       return;
     }
+    this.bytes += chunk.length;
     if (this.res.write(chunk)) return;
     controller.pause();
     this.stalled = setTimeout(() => {
@@ -229,7 +250,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
   onResponseEnd(): void {
     this.finish();
     this.res.end();
-    this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+    this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds, bytes: this.bytes });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
@@ -249,7 +270,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     // Headers went out: all HTTP allows now is to cut the client's connection.
     if (!this.clientGone && this.expired !== 'body') this.completion.countError(classify(error));
     this.res.destroy();
-    this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds });
+    this.completion.forwarded({ status: this.status, upstreamSeconds: this.upstreamSeconds, bytes: this.bytes });
   }
 
   private stopDeadline(): void {

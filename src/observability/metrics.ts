@@ -16,20 +16,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return {
     registry,
-    // Updated on every request: series resolved once, plain arithmetic (see series.ts).
+    // Updated on every request: series resolved once per route (record.ts), plain arithmetic (series.ts).
     requests: new HotCounter(
       'certbound_requests_total',
-      'Requests handled, by route, method, status class and outcome (forwarded, rejected, error).',
+      'Requests handled, by route, method, status class and outcome (forwarded, rejected, error, client_closed).',
       ['route', 'method', 'status_class', 'outcome'],
       registers,
     ),
     requestDuration: new HotHistogram('certbound_request_duration_seconds', 'Time from request start to response end, by route.', ['route'], latency, registers),
-    authFailures: new Counter({
-      name: 'certbound_auth_failures_total',
-      help: 'Requests refused by authentication or authorization checks, by route and reason code.',
-      labelNames: ['route', 'reason'] as const,
+    authFailures: new HotCounter(
+      'certbound_auth_failures_total',
+      'Requests refused by authentication or authorization checks, by route and reason code.',
+      ['route', 'reason'],
       registers,
-    }),
+    ),
     introspections: new Counter({
       name: 'certbound_introspection_requests_total',
       help: 'Token introspection calls to the authorization server, by result (active, inactive, error, timeout, overloaded).',

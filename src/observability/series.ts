@@ -31,7 +31,7 @@ abstract class HotMetric<S> {
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly labelNames: readonly string[],
+    protected readonly labelNames: readonly string[],
     registers: readonly Registry[],
   ) {
     // The registry only reads name, help, type, get() and reset(): the shape checked by tests/promtool.
@@ -49,13 +49,25 @@ abstract class HotMetric<S> {
     return entry.state;
   }
 
+  /** Zeroes one series' state in place: handles callers kept keep counting into it. */
+  protected abstract zero(state: S): void;
+
+  /**
+   * `registry.resetMetrics()`: every series back to zero, still exported. Clearing the map, as
+   * prom-client does, would cut off the series callers resolved once and kept (route series
+   * live as long as their gateway), so they would count on, unseen, until the process restarts.
+   */
   reset(): void {
-    this.series.clear();
+    for (const { state } of this.series.values()) this.zero(state);
   }
 }
 
 export class HotCounter extends HotMetric<{ value: number }> {
   readonly type = 'counter';
+
+  protected zero(state: { value: number }): void {
+    state.value = 0;
+  }
 
   labels(...values: string[]): CounterSeries {
     const state = this.stateOf(values, () => ({ value: 0 }));
@@ -69,11 +81,24 @@ export class HotCounter extends HotMetric<{ value: number }> {
   }
 }
 
-export class HotHistogram extends HotMetric<{ readonly buckets: Float64Array; sum: number; count: number }> {
+interface HistogramState {
+  /** Observations per bucket (not cumulative); above the last bound only in `count`. */
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+export class HotHistogram extends HotMetric<HistogramState> {
   readonly type = 'histogram';
 
   constructor(name: string, help: string, labelNames: readonly string[], private readonly upperBounds: readonly number[], registers: readonly Registry[]) {
     super(name, help, labelNames, registers);
+  }
+
+  protected zero(state: HistogramState): void {
+    state.buckets.fill(0);
+    state.sum = 0;
+    state.count = 0;
   }
 
   labels(...values: string[]): HistogramSeries {

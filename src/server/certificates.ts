@@ -1,6 +1,5 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/types.js';
-import { pemCertificateBlocks } from '../certificate/verify.js';
 
 /** What operators need to see about the loaded certificates: identifiers and dates, never the certificates. */
 export interface CertificateSummary {
@@ -8,16 +7,14 @@ export interface CertificateSummary {
   readonly clientCa?: { readonly count: number; readonly earliestNotAfter: number };
 }
 
-const certificatesIn = (pem: Buffer): X509Certificate[] => pemCertificateBlocks(pem).map((block) => new X509Certificate(block));
-
 const notAfterOf = (cert: X509Certificate): number => Date.parse(cert.validTo) / 1000;
 
-/** Throws when a referenced certificate file does not parse, which fails a reload. */
+/** From the certificates the config step parsed. */
 export function summarize(config: Config): CertificateSummary {
   const tls = config.listen.tls;
-  const leaf = tls ? certificatesIn(tls.cert.contents)[0] : undefined;
+  const leaf = tls ? tls.cert.certificates[0] : undefined;
   const caFile = tls?.clientCa ?? config.clientCertificate.verify.ca;
-  const cas = caFile ? certificatesIn(caFile.contents) : [];
+  const cas = caFile?.certificates ?? [];
   return {
     ...(leaf ? { serving: { serial: leaf.serialNumber, sha256: leaf.fingerprint256, notAfter: notAfterOf(leaf) } } : {}),
     ...(cas.length > 0 ? { clientCa: { count: cas.length, earliestNotAfter: Math.min(...cas.map(notAfterOf)) } } : {}),

@@ -1,5 +1,6 @@
 import { Server as NetServer, type Socket } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { ConnectionCertificates } from '../certificate/types.js';
 
 /**
  * A keep-alive connection is closed during a drain once it has been idle this long. Closing
@@ -25,6 +26,8 @@ interface Entry {
 interface ConnectionState {
   /** Requests under way on this connection, in arrival order (one, or a few with pipelining). */
   readonly entries: Entry[];
+  /** What the certificate readers keep about this connection: it lives and dies with it. */
+  readonly certificates: ConnectionCertificates;
   idleSince: number;
   /** Called once no request is under way (see afterResponses). */
   idle: (() => void) | undefined;
@@ -59,6 +62,8 @@ export interface ConnectionTracker {
    * socket, not the response's: a pipelined response queued behind another has no socket yet.
    */
   track(req: IncomingMessage, res: ServerResponse, request: Startable, onClose: () => void): void;
+  /** What the certificate readers keep on this request's connection (a new one for a socket no longer tracked: an upgrade). */
+  readonly certificatesOf: (socket: Socket) => ConnectionCertificates;
   readonly inFlight: () => number;
   /**
    * Whether an error response written now on this connection would answer the request it is
@@ -99,7 +104,7 @@ export function trackConnections(server: Server, tls: boolean, options: TrackerO
   const stateOf = (socket: Socket): ConnectionState => {
     let state = connections.get(socket);
     if (state === undefined) {
-      state = { entries: [], idleSince: performance.now(), idle: undefined, written: 0, stalledSince: 0 };
+      state = { entries: [], certificates: {}, idleSince: performance.now(), idle: undefined, written: 0, stalledSince: 0 };
       connections.set(socket, state);
       socket.once('close', () => connections.delete(socket));
     }
@@ -181,6 +186,7 @@ export function trackConnections(server: Server, tls: boolean, options: TrackerO
         request.start();
       }
     },
+    certificatesOf: (socket) => connections.get(socket)?.certificates ?? {},
     afterResponses(socket, fn) {
       const state = connections.get(socket as Socket);
       if (state === undefined || state.entries.length === 0) return fn();

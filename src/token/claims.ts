@@ -46,17 +46,26 @@ export function claimsOf(
   const exp = seconds('exp');
   const nbf = seconds('nbf');
   const iat = seconds('iat');
+  const scopes = new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== ''));
   return {
-    scopes: new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== '')),
+    scopes,
     ...(clientId === undefined ? {} : { clientId }),
     ...(subject === undefined ? {} : { subject }),
-    ...(typeof thumbprint === 'string' ? { x5tS256: thumbprint } : {}),
+    ...(typeof thumbprint === 'string' ? { x5tS256: thumbprint, x5tS256Bytes: Buffer.from(thumbprint) } : {}),
+    forwarded: {
+      ...(clientId ? { clientId: headerValue(clientId) } : {}),
+      ...(subject ? { subject: headerValue(subject) } : {}),
+      ...(scopes.size > 0 ? { scope: headerValue([...scopes].join(' ')) } : {}),
+    },
     ...(exp === undefined ? {} : { exp }),
     ...(nbf === undefined ? {} : { nbf }),
     ...(iat === undefined ? {} : { iat }),
     ...(iss === undefined ? {} : { iss }),
   };
 }
+
+/** Printable ASCII as is, anything else percent-encoded as UTF-8: a header value that cannot smuggle a line. */
+const headerValue = (claim: string): string => (/^[\x20-\x7e]*$/.test(claim) ? claim : encodeURIComponent(claim));
 
 /** Throws `expired` or `not_yet_valid` when the token's times, widened by the skew, exclude `nowMs`. */
 type TimeClaims = { readonly exp?: number; readonly nbf?: number; readonly iat?: number };

@@ -1,6 +1,6 @@
-import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import type { AuthorizationServerConfig } from '../config/types.js';
+import type { ClientAuthConfig } from '../config/types.js';
 
 /** What one introspection request carries to authenticate certbound to the authorization server. */
 export interface ClientAuthentication {
@@ -16,9 +16,6 @@ export function basicAuthorization(clientId: string, clientSecret: string): stri
   const encode = (value: string) => new URLSearchParams({ v: value }).toString().slice(2);
   return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
 }
-
-/** The asymmetric JWS algorithms (RFC 7518, RFC 8037) a private_key_jwt assertion may use. */
-export const JWS_ALGORITHMS: readonly string[] = ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
 /** The JWS algorithms a private key can sign with, the one used when the config names none first; [] for an unusable key. */
 export function algorithmsFor(key: KeyObject): readonly string[] {
@@ -46,53 +43,42 @@ export function algorithmFor(key: KeyObject): string {
 }
 
 /**
- * Prepares the configured client authentication once (keys parsed, header encoded) and returns
- * what produces each request's credentials. A missing credential is a configuration error.
+ * Prepares the configured client authentication once (key parsed at load, header encoded here)
+ * and returns what produces each request's credentials. The config step made sure each method
+ * has what it needs.
  */
-export function createClientAuthentication(
-  config: AuthorizationServerConfig,
-  clock: () => number,
-): () => Promise<ClientAuthentication> {
-  const clientId = required(config.clientId, 'client_id');
-  switch (config.clientAuthMethod) {
+export function createClientAuthentication(auth: ClientAuthConfig, clock: () => number): () => Promise<ClientAuthentication> {
+  const { clientId } = auth;
+  switch (auth.method) {
     case 'client_secret_basic': {
-      const authorization = basicAuthorization(clientId, required(config.clientSecret, 'client_secret'));
+      const authorization = basicAuthorization(clientId, auth.secret);
       return async () => ({ headers: { authorization }, params: {} });
     }
     case 'client_secret_post': {
-      const params = { client_id: clientId, client_secret: required(config.clientSecret, 'client_secret') };
+      const params = { client_id: clientId, client_secret: auth.secret };
       return async () => ({ headers: {}, params });
     }
     case 'private_key_jwt': {
-      const key = createPrivateKey(required(config.privateKey, 'private_key_file').contents);
-      const alg = config.signingAlgorithm ?? algorithmFor(key);
+      const { key, algorithm: alg, audience } = auth;
       return async () => {
         const iat = Math.floor(clock() / 1000);
         const assertion = await new SignJWT({})
           .setProtectedHeader({ alg })
           .setIssuer(clientId)
           .setSubject(clientId)
-          .setAudience(config.assertionAudience)
+          .setAudience(audience)
           .setJti(randomUUID())
           .setIssuedAt(iat)
           .setExpirationTime(iat + ASSERTION_LIFETIME_SECONDS)
-          .sign(key);
+          .sign(key.key);
         return {
           headers: {},
           params: { client_id: clientId, client_assertion_type: JWT_BEARER_ASSERTION, client_assertion: assertion },
         };
       };
     }
-    case 'tls_client_auth': {
+    case 'tls_client_auth':
       // The certificate itself goes in the TLS handshake (see createDispatcher).
-      required(config.clientCert, 'client_cert_file');
-      required(config.clientKey, 'client_key_file');
       return async () => ({ headers: {}, params: { client_id: clientId } });
-    }
   }
-}
-
-function required<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new Error(`authorization_server.${name} is required for introspection`);
-  return value;
 }

@@ -26,9 +26,7 @@ export class HttpFailure extends Error {
  * TLS material of the config: `ca` for every method, the client certificate for tls_client_auth.
  */
 export function createDispatcher(config: AuthorizationServerConfig): Agent {
-  const clientCertificate = config.clientAuthMethod === 'tls_client_auth' && config.clientCert && config.clientKey
-    ? { cert: config.clientCert.contents, key: config.clientKey.contents }
-    : {};
+  const clientCertificate = config.clientCertificate ? { cert: config.clientCertificate.cert.contents, key: config.clientCertificate.key.contents } : {};
   return new Agent({
     connections: config.maxConcurrentRequests,
     pipelining: 1,

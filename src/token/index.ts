@@ -1,11 +1,12 @@
-import type { AuthorizationServerConfig, TokenValidationMode } from '../config/types.js';
+import type { JWTVerifyGetKey } from 'jose';
+import type { AuthorizationServerConfig, IntrospectionConfig, JwksConfig, JwtConfig } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
 import { claimsAt, keyOf, withinTimes, type Outcome } from './claims.js';
 import { createTokenCache, singleFlight, type TokenCache } from './cache.js';
 import { createClientAuthentication } from './client-auth.js';
 import { createDispatcher } from './http.js';
 import { createIntrospection, type WarningLogger } from './introspection.js';
-import { createKeySet, type KeySetTuning } from './jwks.js';
+import { createKeySet, type KeySet, type KeySetTuning } from './jwks.js';
 import { isJwtOf, verifyAccessToken } from './jwt.js';
 import type { TokenClaims, TokenValidator } from './types.js';
 
@@ -29,58 +30,58 @@ export interface InspectableTokenValidator extends TokenValidator {
  * `jwt` verifies every token locally, `introspection` asks the authorization server,
  * `auto` verifies locally what looks like a JWT of our issuer and introspects the rest.
  */
-export function createTokenValidator(
-  config: AuthorizationServerConfig,
-  mode: TokenValidationMode,
-  deps: TokenValidatorDeps = {},
-): InspectableTokenValidator {
+export function createTokenValidator(config: AuthorizationServerConfig, deps: TokenValidatorDeps = {}): InspectableTokenValidator {
   const clock = deps.clock ?? Date.now;
   const { metrics } = deps;
+  const { validation } = config;
   const dispatcher = createDispatcher(config);
-  const needsKeys = mode !== 'introspection' || config.signedIntrospection;
-  const keys = needsKeys
-    ? createKeySet({
-        jwksUri: required(config.jwksUri, 'jwks_uri'),
-        dispatcher,
-        timeoutMs: config.timeoutMs,
-        retryAfterSeconds: config.retryAfterSeconds,
-        clock,
-        ...(metrics ? { metrics } : {}),
-        tuning: { cooldownMs: config.jwksCooldownSeconds * 1000, cacheMaxAgeMs: config.jwksMaxAgeSeconds * 1000, ...deps.jwks },
-      })
-    : undefined;
-
-  const introspection = () => createIntrospection({
+  const keySet = (jwks: JwksConfig) =>
+    createKeySet({
+      jwksUri: jwks.uri,
+      dispatcher,
+      timeoutMs: config.timeoutMs,
+      retryAfterSeconds: config.retryAfterSeconds,
+      ...(metrics ? { metrics } : {}),
+      tuning: { cooldownMs: jwks.cooldownSeconds * 1000, cacheMaxAgeMs: jwks.maxAgeSeconds * 1000, ...deps.jwks },
+    });
+  const introspection = (introspect: IntrospectionConfig, getKey: JWTVerifyGetKey | undefined) => createIntrospection({
     config,
-    endpoint: required(config.introspectionEndpoint, 'introspection_endpoint'),
+    endpoint: introspect.endpoint,
+    clientId: introspect.authentication.clientId,
     dispatcher,
-    authenticate: createClientAuthentication(config, clock),
+    authenticate: createClientAuthentication(introspect.authentication, clock),
     clock,
-    ...(config.signedIntrospection && keys ? { getKey: keys.getKey } : {}),
+    ...(getKey ? { getKey } : {}),
     ...(metrics ? { metrics } : {}),
     ...(deps.logger ? { logger: deps.logger } : {}),
   });
-  const jwtVerification = () => {
-    const getKey = required(keys, 'jwks_uri').getKey;
+  const jwtVerification = (jwt: JwtConfig, getKey: JWTVerifyGetKey) => {
     const verification = {
       issuer: config.issuer,
-      audience: required(config.audience, 'audience'),
+      audience: jwt.audience,
       algorithms: config.allowedAlgorithms,
       clockSkewSeconds: config.clockSkewSeconds,
       clock,
     };
     return async (token: string): Promise<Outcome> => ({ active: true, claims: await verifyAccessToken(token, getKey, verification) });
   };
-  const resolve = ((): ((token: string) => Promise<Outcome>) => {
-    switch (mode) {
-      case 'introspection':
-        return introspection();
-      case 'jwt':
-        return jwtVerification();
+  // Each mode gets exactly the parts its config carries (the config step required them).
+  const { resolve, keys } = ((): { resolve: (token: string) => Promise<Outcome>; keys?: KeySet } => {
+    switch (validation.mode) {
+      case 'introspection': {
+        if (!('jwks' in validation)) return { resolve: introspection(validation.introspection, undefined) };
+        const keys = keySet(validation.jwks);
+        return { resolve: introspection(validation.introspection, keys.getKey), keys };
+      }
+      case 'jwt': {
+        const keys = keySet(validation.jwks);
+        return { resolve: jwtVerification(validation.jwt, keys.getKey), keys };
+      }
       case 'auto': {
-        const introspect = introspection();
-        const verify = jwtVerification();
-        return (token) => (isJwtOf(token, config.issuer) ? verify(token) : introspect(token));
+        const keys = keySet(validation.jwks);
+        const verify = jwtVerification(validation.jwt, keys.getKey);
+        const introspect = introspection(validation.introspection, validation.introspection.signed ? keys.getKey : undefined);
+        return { resolve: (token) => (isJwtOf(token, config.issuer) ? verify(token) : introspect(token)), keys };
       }
     }
   })();
@@ -113,11 +114,10 @@ export function createTokenValidator(
       return outcome.claims;
     },
     ready: () => keys?.ready() ?? true,
-    close: () => dispatcher.close(),
+    start: () => keys?.start(),
+    close: () => {
+      keys?.close();
+      return dispatcher.close();
+    },
   };
-}
-
-function required<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw new Error(`authorization_server.${name} is required for this token_validation mode`);
-  return value;
 }

@@ -32,6 +32,8 @@ class UnusableAnswer extends Error {
 export function createIntrospection(opts: {
   config: AuthorizationServerConfig;
   endpoint: string;
+  /** certbound's client id: the audience of a signed answer. */
+  clientId: string;
   dispatcher: Dispatcher;
   authenticate: () => Promise<ClientAuthentication>;
   /** Set when signed introspection is on: the authorization server's keys. */
@@ -73,7 +75,7 @@ export function createIntrospection(opts: {
     const payload = await verifySignedJwt(body, getKey, {
       typ: 'token-introspection+jwt',
       issuer: config.issuer,
-      audience: config.clientId,
+      audience: opts.clientId,
       algorithms: config.allowedAlgorithms,
       clockSkewSeconds: config.clockSkewSeconds,
       clock: opts.clock,

@@ -14,8 +14,12 @@ export interface KeySetTuning {
 
 export interface KeySet {
   readonly getKey: JWTVerifyGetKey;
-  /** True once the key set has loaded; while not, it retries in the background (at most once per cooldown). */
+  /** True once the key set has loaded. No side effect. */
   ready(): boolean;
+  /** Starts loading the keys, and retries once per cooldown (at least 100 ms apart) until they load. Idempotent. */
+  start(): void;
+  /** Stops the retries. */
+  close(): void;
 }
 
 /** Raised by the fetch below, so a failure to load keys is told apart from a token matching no key. */
@@ -25,7 +29,8 @@ class KeySetUnavailable extends Error {
 
 /**
  * The authorization server's JWKS through jose's remote key set (timeout, cooldown, refetch on an
- * unknown `kid`), fetched over our undici dispatcher and prefetched at creation.
+ * unknown `kid`), fetched over our undici dispatcher. Creating it fetches nothing (`certbound validate`
+ * compiles the gateway without touching the network); the serving gateway calls `start`.
  */
 export function createKeySet(opts: {
   jwksUri: string;
@@ -33,7 +38,6 @@ export function createKeySet(opts: {
   timeoutMs: number;
   retryAfterSeconds: number;
   metrics?: Metrics;
-  clock: () => number;
   tuning: KeySetTuning;
 }): KeySet {
   const { cooldownMs, cacheMaxAgeMs } = opts.tuning;
@@ -59,9 +63,19 @@ export function createKeySet(opts: {
     [customFetch]: fetchKeySet,
   });
 
-  let lastAttempt = opts.clock();
-  const load = () => remote.reload().catch(() => undefined);
-  void load();
+  let started = false;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const attempt = (): void => {
+    retry = undefined;
+    if (stopped || remote.jwks() !== undefined) return;
+    void remote
+      .reload()
+      .catch(() => undefined)
+      .then(() => {
+        if (!stopped && remote.jwks() === undefined) retry = setTimeout(attempt, Math.max(cooldownMs, 100)).unref();
+      });
+  };
 
   return {
     getKey: async (header, token) => {
@@ -73,13 +87,15 @@ export function createKeySet(opts: {
         throw err;
       }
     },
-    ready: () => {
-      if (remote.jwks() !== undefined) return true;
-      if (!remote.reloading && opts.clock() - lastAttempt >= cooldownMs) {
-        lastAttempt = opts.clock();
-        void load();
-      }
-      return false;
+    ready: () => remote.jwks() !== undefined,
+    start: () => {
+      if (started) return;
+      started = true;
+      attempt();
+    },
+    close: () => {
+      stopped = true;
+      clearTimeout(retry);
     },
   };
 }

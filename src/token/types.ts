@@ -1,3 +1,13 @@
+/**
+ * A claim as a header value: printable ASCII as is; anything else (UTF-8 names, control
+ * characters) percent-encoded as UTF-8, so the header is always valid and never smuggles a line.
+ */
+export interface IdentityValues {
+  readonly clientId?: string;
+  readonly subject?: string;
+  readonly scope?: string;
+}
+
 /** What a validated access token tells the gateway, whatever validated it (introspection or JWT). */
 export interface TokenClaims {
   readonly clientId?: string;
@@ -6,6 +16,10 @@ export interface TokenClaims {
   readonly scopes: ReadonlySet<string>;
   /** `cnf["x5t#S256"]`, when the token is certificate-bound. */
   readonly x5tS256?: string;
+  /** Its bytes, for the constant-time comparison (derived once: a cached token's claims serve many requests). */
+  readonly x5tS256Bytes?: Buffer;
+  /** client_id, sub and scope as header values for the upstream, derived once. */
+  readonly forwarded: IdentityValues;
   /** Seconds since the epoch. */
   readonly exp?: number;
   readonly nbf?: number;
@@ -27,5 +41,7 @@ export interface TokenValidator {
   cached(token: string): TokenClaims | undefined;
   /** False until what validation needs is loaded (e.g. the JWKS when token_validation is jwt). */
   ready(): boolean;
+  /** Starts loading what validation needs (the JWKS); the serving gateway calls it, `validate` never does. Idempotent. */
+  start(): void;
   close(): Promise<void>;
 }

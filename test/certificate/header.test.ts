@@ -2,7 +2,7 @@ import t from 'tap';
 import { createHeaderCertificateReader } from '../../src/certificate/header.js';
 import type { ClientCertificateConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
-import { PROXY, b64, config, createCa, nginxEscape } from './fixtures/helpers.js';
+import { PROXY, b64, caFile, config, createCa, nginxEscape } from './fixtures/helpers.js';
 
 const ca = await createCa({ commonName: 'Header CA' });
 const tpp = await ca.issue({ commonName: 'TPP', kind: 'client' });
@@ -185,6 +185,18 @@ t.test('a keep-alive connection repeating its value: compared with the last one,
   const before = decodes;
   t.not(off.read(mine, PROXY, connection), off.read(mine, PROXY, connection), 'cache_size 0: no memo either');
   t.equal(decodes, before + 2);
+});
+
+t.test('after a reload, the new reader parses a connection\'s value again, under its own config', async (t) => {
+  const strangers = await createCa({ commonName: 'Stranger CA' });
+  const connection = {};
+  const mine = { 'x-client-cert': [value] };
+  const verify = (pem: string) => ({ checkValidity: true, requireClientAuthEku: false, ca: caFile(pem) });
+  const before = reader({ verify: verify(ca.certPem) });
+  const after = reader({ verify: verify(strangers.certPem) });
+  t.ok(before.read(mine, PROXY, connection).present, 'trusted by the running config');
+  t.equal(error(() => after.read(mine, PROXY, connection)).code, 'certificate_untrusted', 'not by the reloaded one, although the connection remembers the value');
+  t.ok(before.read(mine, PROXY, connection).present, 'each reader its own answer');
 });
 
 t.test('a header from an untrusted peer is never parsed', async (t) => {

@@ -87,7 +87,6 @@ t.test('certbound validate --config gateway.yaml', async (t) => {
   const problems = nowhere.stderr.trim().split('\n');
   t.same(problems.sort(), [
     'authorization_server.client_secret: environment variable CERTBOUND_CLIENT_SECRET is not set',
-    'authorization_server.client_secret: is required for client_secret_basic',
     `listen.tls.cert_file: cannot read ${join(dir, 'missing', 'server.crt')}: ENOENT`,
     `listen.tls.client_ca_file: cannot read ${join(dir, 'missing', 'ca.crt')}: ENOENT`,
     `listen.tls.key_file: cannot read ${join(dir, 'missing', 'server.key')}: ENOENT`,

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { buildConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogging } from '../../src/observability/logger.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { startRuntime, type Runtime } from '../../src/server/runtime.js';
 import type { Config } from '../../src/config/types.js';
@@ -37,8 +37,10 @@ export async function runCaptured(config: Config, opts: RunOptions = {}): Promis
     },
   });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
+  const { log, access } = createLogging(config.logging.level, sink);
   const runtime = await startRuntime(config, {
-    log: createLogger(config.logging.level, sink),
+    log,
+    access,
     metrics,
     ...(opts.configPath ? { configPath: opts.configPath } : {}),
     ...(opts.env ? { env: opts.env } : {}),

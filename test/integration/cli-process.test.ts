@@ -66,8 +66,8 @@ routes:
   t.same({ code: res.code, signal: res.signal }, { code: 1, signal: null });
   t.same(res.stderr.trim().split('\n'), [
     'routes[3].secret: environment variable UNSET_FOR_TEST is not set',
-    'routes[2].upstream: unknown upstream "bank"',
     'routes[3].secret: unknown key',
+    'routes[2].upstream: unknown upstream "bank"',
   ]);
   t.equal(res.stdout, '');
   const reachable = await new Promise<boolean>((resolve) => {

@@ -131,7 +131,7 @@ const breaking = {
   client_auth_method: private_key_jwt
   private_key_file: a.key
   signing_algorithm: PS257
-${open}`, 'authorization_server.signing_algorithm: "PS257" is not a JWS algorithm for private_key_jwt (one of PS256, PS384, PS512, RS256, RS384, RS512, ES256, ES384, ES512, EdDSA)'],
+${open}`, 'authorization_server.signing_algorithm: must be one of PS256, PS384, PS512, RS256, RS384, RS512, ES256, ES384, ES512, EdDSA (got "PS257")'],
 } as const;
 for (const [name, [text]] of Object.entries(breaking)) writeFileSync(join(dir, `${name}.yaml`), text);
 writeFileSync(join(dir, 'good.yaml'), good(await freePort()));
@@ -176,8 +176,8 @@ t.test('validate: exit 0 on a valid file, 1 with every problem on its own line',
   t.equal(run.invalid.code, 1);
   t.same(run.invalid.stderr.trim().split('\n'), [
     'routes[3].secret: environment variable UNSET_FOR_TEST is not set',
-    'routes[2].upstream: unknown upstream "bank"',
     'routes[3].secret: unknown key',
+    'routes[2].upstream: unknown upstream "bank"',
   ]);
   t.equal(run.missing.code, 1);
   t.match(run.missing.stderr, /nope\.yaml: cannot read \(ENOENT\)/);

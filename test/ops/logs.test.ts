@@ -60,11 +60,16 @@ t.test('one access line per request, with the fields operators need', async (t) 
   t.equal(lines.length, 1);
   const line = lines[0]!;
   t.match(line, {
-    level: 'info', interaction_id: id, route: 'accounts', method: 'GET', status: 200, outcome: 'forwarded',
+    level: 'info', interaction_id: id, route: 'accounts', upstream: 'bank', method: 'GET', path: '/accounts/1', status: 200, outcome: 'forwarded',
     latency_ms: Number, upstream_latency_ms: Number, client_id: 'tpp-a', certificate_thumbprint: tppA.thumbprint,
   });
+  t.equal(line.response_bytes, Buffer.byteLength(res.text), 'the body bytes the client got');
   t.match(line.time, /^\d{4}-\d\d-\d\dT/, 'ISO time');
-  t.notOk('path' in line || 'url' in line, 'no path: it may carry client data');
+  t.notOk(JSON.stringify(line).includes(good), 'the query string (here holding the token) is never logged');
+  t.notOk('url' in line || 'query' in line);
+  const odd = await call(`${gw.url}/accounts/./x/../%31%20"?q=1`, { dispatcher: asA, headers: { authorization: `Bearer ${good}` } });
+  t.equal(odd.status, 200);
+  t.equal(gw.logs.filter((l) => l.msg === 'request').at(-1)?.path, '/accounts/1%20%22', 'the normalized path, as sent upstream');
 
   const refused = await call(`${gw.url}/accounts/1`, { dispatcher: asA, headers: { authorization: `Bearer ${inactive}` } });
   t.equal(refused.status, 401);
@@ -82,7 +87,8 @@ t.test('no token, secret or whole certificate in any log line, at trace level', 
   t.teardown(() => Promise.all([asA.close(), asB.close()]));
   const statuses = [];
   for (const [dispatcher, token] of [[asA, good], [asA, failing], [asA, inactive], [asB, good]] as const) {
-    statuses.push((await call(`${gw.url}/accounts/${token}?access=${token}`, { dispatcher, headers: { authorization: `Bearer ${token}` } })).status);
+    // Tokens in the header and the query string: neither is logged (the path is, so none there).
+    statuses.push((await call(`${gw.url}/accounts/1?access=${token}`, { dispatcher, headers: { authorization: `Bearer ${token}` } })).status);
   }
   statuses.push((await call(`${gw.url}/accounts/1?access_token=${good}`, { dispatcher: asA })).status);
   statuses.push((await call(`${gw.url}/token`, { dispatcher: asA, method: 'POST', headers: { authorization: `Basic ${secret}`, 'x-client-cert': encodeURIComponent(tppB.certPem) } })).status);

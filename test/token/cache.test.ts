@@ -18,8 +18,7 @@ async function setup(t: Tap, opts: { cache?: Partial<ReturnType<typeof config>['
   });
   t.teardown(server.close);
   const v = createTokenValidator(
-    config({ introspectionEndpoint: server.url, cache: { maxEntries: 100, maxTtlSeconds: 60, negativeTtlSeconds: 0, ...opts.cache } }),
-    'introspection',
+    config({ introspectionEndpoint: server.url, cache: { maxEntries: 100, maxTtlSeconds: 60, negativeTtlSeconds: 0, ...opts.cache } }, 'introspection'),
     { metrics: m, clock: clock.now },
   );
   t.teardown(() => v.close());

@@ -13,7 +13,7 @@ const code = (f: () => unknown) => {
 
 t.test('claimsAt re-checks a cached outcome against the clock', async (t) => {
   const exp = 1_000;
-  const outcome = { active: true as const, claims: { scopes: new Set<string>(), exp, nbf: 900 } };
+  const outcome = { active: true as const, claims: { scopes: new Set<string>(), exp, nbf: 900, forwarded: {} } };
   t.equal(code(() => claimsAt(outcome, (exp + 29) * 1000, 30)), 'ok', 'within the skew after exp');
   t.equal(code(() => claimsAt(outcome, (exp + 30) * 1000, 30)), 'expired');
   t.equal(code(() => claimsAt(outcome, (900 - 31) * 1000, 30)), 'not_yet_valid');

@@ -16,8 +16,8 @@ async function introspectionServer(t: Tap, answer: (body: URLSearchParams) => un
 }
 type Tap = Test;
 
-function validatorFor(t: Tap, server: FakeServer, overrides: Parameters<typeof config>[0] = {}, deps: Parameters<typeof createTokenValidator>[2] = {}) {
-  const v = createTokenValidator(config({ introspectionEndpoint: `${server.url}/introspect`, cache: { maxEntries: 0, maxTtlSeconds: 60, negativeTtlSeconds: 0 }, ...overrides }), 'introspection', deps);
+function validatorFor(t: Tap, server: FakeServer, overrides: Parameters<typeof config>[0] = {}, deps: Parameters<typeof createTokenValidator>[1] = {}) {
+  const v = createTokenValidator(config({ introspectionEndpoint: `${server.url}/introspect`, cache: { maxEntries: 0, maxTtlSeconds: 60, negativeTtlSeconds: 0 }, ...overrides }, 'introspection'), deps);
   t.teardown(() => v.close());
   return v;
 }
@@ -242,7 +242,7 @@ t.test('private_key_jwt: configured algorithm and unsupported keys', async (t) =
 
   for (const [type, opts] of [['ec', { namedCurve: 'secp256k1' }], ['x25519', {}], ['ec', { namedCurve: 'P-384' }], ['ec', { namedCurve: 'P-521' }]] as const) {
     const key = generateKeyPairSync(type as 'ec', opts as { namedCurve: string }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    const build = () => createTokenValidator(config({ introspectionEndpoint: server.url, clientAuthMethod: 'private_key_jwt', privateKey: { path: 'k', contents: Buffer.from(key) } }), 'introspection', {});
+    const build = () => createTokenValidator(config({ introspectionEndpoint: server.url, clientAuthMethod: 'private_key_jwt', privateKey: { path: 'k', contents: Buffer.from(key) } }, 'introspection'), {});
     if (type === 'ec' && (opts as { namedCurve: string }).namedCurve !== 'secp256k1') {
       const v2 = build();
       await v2.close();
@@ -255,12 +255,12 @@ t.test('private_key_jwt: configured algorithm and unsupported keys', async (t) =
 
 t.test('missing credentials are configuration errors', async (t) => {
   const base = { introspectionEndpoint: 'http://127.0.0.1:1/introspect' };
-  t.throws(() => createTokenValidator(config({ ...base, clientSecret: undefined }), 'introspection'), /client_secret/);
-  t.throws(() => createTokenValidator(config({ ...base, clientAuthMethod: 'client_secret_post', clientSecret: undefined }), 'introspection'), /client_secret/);
-  t.throws(() => createTokenValidator(config({ ...base, clientId: undefined }), 'introspection'), /client_id/);
-  t.throws(() => createTokenValidator(config({ ...base, clientAuthMethod: 'private_key_jwt' }), 'introspection'), /private_key_file/);
-  t.throws(() => createTokenValidator(config({ ...base, clientAuthMethod: 'tls_client_auth' }), 'introspection'), /client_cert_file/);
-  t.throws(() => createTokenValidator(config(), 'introspection'), /introspection_endpoint/);
+  t.throws(() => createTokenValidator(config({ ...base, clientSecret: undefined }, 'introspection')), /client_secret/);
+  t.throws(() => createTokenValidator(config({ ...base, clientAuthMethod: 'client_secret_post', clientSecret: undefined }, 'introspection')), /client_secret/);
+  t.throws(() => createTokenValidator(config({ ...base, clientId: undefined }, 'introspection')), /client_id/);
+  t.throws(() => createTokenValidator(config({ ...base, clientAuthMethod: 'private_key_jwt' }, 'introspection')), /private_key_file/);
+  t.throws(() => createTokenValidator(config({ ...base, clientAuthMethod: 'tls_client_auth' }, 'introspection')), /client_cert_file/);
+  t.throws(() => createTokenValidator(config({}, 'introspection')), /introspection_endpoint/);
 });
 
 t.test('tls_client_auth: the client certificate goes in the handshake, ca is trusted', async (t) => {

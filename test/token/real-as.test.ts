@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { AuthorizationServerConfig, ClientAuthMethod } from '../../src/config/types.js';
+import type { AuthorizationServerConfig, ClientAuthMethod, TokenValidationMode } from '../../src/config/types.js';
 import { createCa, type Ca, type Issued } from '../fixtures/pki.js';
 import { GatewayError } from '../../src/errors.js';
 import { createTokenValidator } from '../../src/token/index.js';
@@ -18,7 +18,7 @@ import {
   type AuthorizationServerFixture,
   type ClientMetadata,
 } from '../fixtures/authorization-server.js';
-import { config, metrics, valueOf } from './fixtures/fake-as.js';
+import { config, metrics, valueOf, type AsOptions } from './fixtures/fake-as.js';
 
 type Tap = Test;
 const file = (text: string) => ({ path: 'test.pem', contents: Buffer.from(text) });
@@ -74,7 +74,7 @@ async function tokenFor(as: AuthorizationServerFixture, resource?: string): Prom
   return body.access_token;
 }
 
-function asConfig(as: AuthorizationServerFixture, overrides: Partial<AuthorizationServerConfig>): AuthorizationServerConfig {
+function asConfig(as: AuthorizationServerFixture, overrides: Partial<AsOptions>, mode: TokenValidationMode = 'introspection'): AuthorizationServerConfig {
   return config({
     issuer: as.issuer,
     introspectionEndpoint: `${as.url}/token/introspection`,
@@ -83,12 +83,12 @@ function asConfig(as: AuthorizationServerFixture, overrides: Partial<Authorizati
     assertionAudience: as.issuer,
     timeoutMs: 5000,
     ...overrides,
-  });
+  }, mode);
 }
 
-async function introspects(t: Tap, as: AuthorizationServerFixture, overrides: Partial<AuthorizationServerConfig>) {
+async function introspects(t: Tap, as: AuthorizationServerFixture, overrides: Partial<AsOptions>) {
   const m = metrics();
-  const v = createTokenValidator(asConfig(as, overrides), 'introspection', { metrics: m });
+  const v = createTokenValidator(asConfig(as, overrides, 'introspection'), { metrics: m });
   t.teardown(() => v.close());
   const claims = await v.validate(await tokenFor(as));
   t.equal(claims.clientId, 'tpp-a');
@@ -106,7 +106,7 @@ for (const method of methods) {
   t.test(`${method} introspects a real token`, async (t) => {
     const as = await startAs(t, certboundClient({ token_endpoint_auth_method: method, client_secret: CERTBOUND_CLIENT_SECRET }));
     await introspects(t, as, { clientAuthMethod: method, clientSecret: CERTBOUND_CLIENT_SECRET });
-    const wrong = createTokenValidator(asConfig(as, { clientAuthMethod: method, clientSecret: 'wrong' }), 'introspection', {});
+    const wrong = createTokenValidator(asConfig(as, { clientAuthMethod: method, clientSecret: 'wrong' }, 'introspection'), {});
     t.teardown(() => wrong.close());
     t.equal(await codeOf(wrong.validate(await tokenFor(as))), 'as_unavailable', 'wrong credentials: the AS says 401, the client sees as_unavailable');
   });
@@ -156,8 +156,7 @@ t.test('tls_client_auth introspects a real token (through a TLS terminator)', as
   // Another certificate of the same CA, another subject: the AS refuses certbound (401) → as_unavailable.
   const other = await ca.issue({ commonName: 'not certbound', kind: 'client' });
   const impostor = createTokenValidator(
-    asConfig(as, { introspectionEndpoint: endpoint, clientAuthMethod: 'tls_client_auth', clientCert: file(other.certPem), clientKey: file(other.keyPem), ca: file(ca.certPem) }),
-    'introspection',
+    asConfig(as, { introspectionEndpoint: endpoint, clientAuthMethod: 'tls_client_auth', clientCert: file(other.certPem), clientKey: file(other.keyPem), ca: file(ca.certPem) }, 'introspection'),
     {},
   );
   t.teardown(() => impostor.close());
@@ -167,7 +166,7 @@ t.test('tls_client_auth introspects a real token (through a TLS terminator)', as
 t.test('JWT access tokens (resource indicator) verified through the real jwks_uri', async (t) => {
   const as = await startAs(t, certboundClient({ token_endpoint_auth_method: 'client_secret_basic', client_secret: CERTBOUND_CLIENT_SECRET }));
   const m = metrics();
-  const v = createTokenValidator(asConfig(as, { audience: BANK_API_RESOURCE, clientSecret: CERTBOUND_CLIENT_SECRET }), 'auto', { metrics: m });
+  const v = createTokenValidator(asConfig(as, { audience: BANK_API_RESOURCE, clientSecret: CERTBOUND_CLIENT_SECRET }, 'auto'), { metrics: m });
   t.teardown(() => v.close());
   const jwt = await tokenFor(as, BANK_API_RESOURCE);
   t.equal(jwt.split('.').length, 3, 'the AS issued a JWT');
@@ -182,7 +181,7 @@ t.test('JWT access tokens (resource indicator) verified through the real jwks_ur
   t.equal((await v.validate(await tokenFor(as))).x5tS256, tpp.thumbprint);
   t.equal(await valueOf(m, 'introspections', { result: 'active' }), 1);
 
-  const otherAudience = createTokenValidator(asConfig(as, { audience: 'https://other.example' }), 'jwt', {});
+  const otherAudience = createTokenValidator(asConfig(as, { audience: 'https://other.example' }, 'jwt'), {});
   t.teardown(() => otherAudience.close());
   t.equal(await codeOf(otherAudience.validate(jwt)), 'invalid_token', 'another resource refuses it');
 });

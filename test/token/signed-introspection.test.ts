@@ -22,8 +22,7 @@ t.test('RFC 9701 signed introspection responses', async (t) => {
   t.teardown(server.close);
   const m = metrics();
   const v = createTokenValidator(
-    config({ introspectionEndpoint: `${server.url}/introspect`, jwksUri: `${server.url}/jwks`, signedIntrospection: true, cache: { maxEntries: 0, maxTtlSeconds: 60, negativeTtlSeconds: 0 } }),
-    'introspection',
+    config({ introspectionEndpoint: `${server.url}/introspect`, jwksUri: `${server.url}/jwks`, signedIntrospection: true, cache: { maxEntries: 0, maxTtlSeconds: 60, negativeTtlSeconds: 0 } }, 'introspection'),
     { metrics: m, jwks: { cooldownMs: 0, cacheMaxAgeMs: 0 } },
   );
   t.teardown(() => v.close());

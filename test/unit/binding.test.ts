@@ -2,15 +2,23 @@ import t from 'tap';
 import { codeOf } from '../helpers/codes.js';
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { checkBinding, checkScopes } from '../../src/binding.js';
+import { checkBinding } from '../../src/binding.js';
+import { checkScopes } from '../../src/policy.js';
+import { ClientCertificate } from '../../src/certificate/types.js';
+import { claimsOf } from '../../src/token/claims.js';
+import { createSelfSigned } from '../fixtures/pki.js';
 import { sameBytes, thumbprintOf } from '../../src/certificate/thumbprint.js';
 import { GatewayError } from '../../src/errors.js';
 import type { TokenClaims } from '../../src/token/types.js';
 
 const vector = JSON.parse(readFileSync(new URL('../vectors/rfc8705-appendix-a.json', import.meta.url), 'utf8')) as { 'x5t#S256': string };
 const x509 = new X509Certificate(readFileSync(new URL('../vectors/rfc8705-appendix-a.pem', import.meta.url)));
-const certificate = { thumbprint: thumbprintOf(x509.raw), x509 };
-const claims = (over: Partial<TokenClaims> = {}): TokenClaims => ({ scopes: new Set(['accounts']), x5tS256: vector['x5t#S256'], ...over });
+const certificate = new ClientCertificate(x509);
+/** Claims as the token stage builds them (claimsOf derives the thumbprint's bytes). */
+const claims = (over: { x5tS256?: string | undefined } = {}): TokenClaims => {
+  const thumbprint = 'x5tS256' in over ? over.x5tS256 : vector['x5t#S256'];
+  return claimsOf({ scope: 'accounts', ...(thumbprint === undefined ? {} : { cnf: { 'x5t#S256': thumbprint } }) }, (m) => new Error(m));
+};
 const code = codeOf;
 
 t.test('RFC 8705 Appendix A thumbprint', async (t) => {
@@ -41,7 +49,7 @@ t.test('sameBytes', async (t) => {
 
 t.test('the same claims and certificate objects, checked again in other pairings, give the same answers', async (t) => {
   const bound = claims();
-  const other = { thumbprint: 'B4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0', x509 };
+  const other = new ClientCertificate(new X509Certificate((await createSelfSigned({ commonName: 'Other', kind: 'client' })).certPem));
   for (let i = 0; i < 2; i++) {
     t.equal(checkBinding(bound, { present: true, certificate }), certificate);
     t.equal(code(() => checkBinding(bound, { present: true, certificate: other })), 'certificate_mismatch');

@@ -9,7 +9,7 @@ import { call } from '../helpers/client.js';
 
 // A bug (not bad input) while answering must still end the request: a 500 or a cut connection,
 // one 'request handler failed' line, and `done` called exactly once so shutdown never waits on it.
-async function harness(t: Test, pipeline: typeof import('../../src/pipeline.js'), access: Observers['access'] = () => undefined) {
+async function harness(t: Test, pipeline: typeof import('../../src/pipeline.js'), record: Observers['record'] = () => undefined) {
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
   const config = buildConfig({
@@ -24,10 +24,10 @@ async function harness(t: Test, pipeline: typeof import('../../src/pipeline.js')
   t.teardown(() => gateway.close());
   const errors: unknown[] = [];
   const log = { error: (line: unknown) => void errors.push(line), isLevelEnabled: () => true } as unknown as Logger;
-  const obs: Observers = { metrics: createMetrics({ defaultMetrics: false }), log, access };
+  const obs: Observers = { metrics: createMetrics({ defaultMetrics: false }), log, record };
   let done = 0;
   const server = await serve((req, res) => {
-    const request = pipeline.exchange(req, res, gateway, obs, () => void done++);
+    const request = pipeline.exchange(req, res, {}, gateway, obs, () => void done++);
     res.on('close', () => request.closed());
     request.start();
   });
@@ -37,9 +37,9 @@ async function harness(t: Test, pipeline: typeof import('../../src/pipeline.js')
 
 t.test('a bug while writing the error response: 500, logged, done once', async (t) => {
   const pipeline = await t.mockImport<typeof import('../../src/pipeline.js')>('../../src/pipeline.js', {
-    '../../src/respond.js': {
-      ...(await import('../../src/respond.js')),
-      errorResponse: () => {
+    '../../src/stages.js': {
+      ...(await import('../../src/stages.js')),
+      answerTo: () => {
         throw new TypeError('bug in errorResponse');
       },
     },

@@ -36,7 +36,38 @@ t.test('a hot counter and histogram expose exactly what prom-client exposes for 
   t.ok((await hot.metrics()).includes('x_duration_seconds_bucket{le="0.001",route="accounts"} 2'), 'a value on a bound counts in that bucket');
   t.ok((await hot.metrics()).includes('x_requests_total{route="accounts",outcome="forwarded"} 6'), 'one series for the same labels');
 
-  hot.resetMetrics();
-  reference.resetMetrics();
-  t.same(await lines(hot), await lines(reference), 'reset empties both');
 });
+
+t.test('resetMetrics zeroes the series callers kept; they stay exported and count on', async (t) => {
+  const registry = new Registry();
+  const counter = new HotCounter('x_requests_total', 'Requests.', ['route'], [registry]);
+  const histogram = new HotHistogram('x_duration_seconds', 'Duration.', ['route'], [0.1, 1], [registry]);
+  const kept = counter.labels('accounts');
+  const duration = histogram.labels('accounts');
+  kept.inc();
+  kept.inc();
+  duration.observe(0.05);
+  duration.observe(5);
+  t.match(await registry.metrics(), /x_requests_total\{route="accounts"\} 2\n/);
+
+  registry.resetMetrics();
+  t.same(await lines(registry), [
+    '# HELP x_duration_seconds Duration.', '# HELP x_requests_total Requests.',
+    '# TYPE x_duration_seconds histogram', '# TYPE x_requests_total counter',
+    'x_duration_seconds_bucket{le="+Inf",route="accounts"} 0', 'x_duration_seconds_bucket{le="0.1",route="accounts"} 0', 'x_duration_seconds_bucket{le="1",route="accounts"} 0',
+    'x_duration_seconds_count{route="accounts"} 0', 'x_duration_seconds_sum{route="accounts"} 0',
+    'x_requests_total{route="accounts"} 0',
+  ], 'exported at zero');
+
+  kept.inc();
+  duration.observe(0.5);
+  const text = await registry.metrics();
+  t.match(text, /x_requests_total\{route="accounts"\} 1\n/, 'the kept counter counts on, visibly');
+  t.match(text, /x_duration_seconds_bucket\{le="0.1",route="accounts"\} 0\n/);
+  t.match(text, /x_duration_seconds_bucket\{le="1",route="accounts"\} 1\n/);
+  t.match(text, /x_duration_seconds_sum\{route="accounts"\} 0.5\n/);
+  t.match(text, /x_duration_seconds_count\{route="accounts"\} 1\n/, 'the kept histogram too');
+  counter.labels('accounts').inc();
+  t.match(await registry.metrics(), /x_requests_total\{route="accounts"\} 2\n/, 'resolving the labels again: the same series');
+});
+

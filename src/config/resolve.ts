@@ -1,0 +1,301 @@
+import { readFileSync } from 'node:fs';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import { resolve } from 'node:path';
+import { PRESETS } from '../certificate/presets.js';
+import { createProxyTrust } from '../certificate/trust.js';
+import { pemCertificateBlocks } from '../certificate/verify.js';
+import { algorithmsFor } from '../token/client-auth.js';
+import { normalizePrefix } from '../route.js';
+import type {
+  AuthorizationServerConfig, ClientAuthConfig, ClientCertificateConfig, Config, Document, IntrospectionConfig, JwksConfig, KeyFile,
+  ListenConfig, PemFile, RouteConfig, TokenValidation, UpstreamConfig,
+} from './types.js';
+
+/**
+ * The compile step's checks that a schema cannot say: files that must read and parse, keys that
+ * depend on other keys, cross-references, and what each mode requires. Every problem is collected
+ * with its key path; the result is the Config the gateway is built from.
+ */
+class Problems {
+  readonly list: string[] = [];
+  readonly files: string[] = [];
+  constructor(private readonly baseDir: string) {}
+
+  add(path: string, message: string): void {
+    this.list.push(`${path}: ${message}`);
+  }
+
+  private read(path: string, name: string): { path: string; contents: Buffer } | undefined {
+    const absolute = resolve(this.baseDir, name);
+    this.files.push(absolute);
+    try {
+      return { path: absolute, contents: readFileSync(absolute) };
+    } catch (e) {
+      this.add(path, `cannot read ${absolute}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      return undefined;
+    }
+  }
+
+  /** A PEM file holding at least one certificate, every one of which parses: parsed here, once. */
+  certificates(path: string, name: string | undefined): PemFile | undefined {
+    const f = name === undefined ? undefined : this.read(path, name);
+    if (!f) return undefined;
+    const blocks = pemCertificateBlocks(f.contents);
+    if (blocks.length === 0) return void this.add(path, `${f.path} holds no PEM certificate`);
+    try {
+      return { ...f, certificates: blocks.map((b) => new X509Certificate(b)) };
+    } catch {
+      return void this.add(path, `${f.path} holds a certificate that does not parse`);
+    }
+  }
+
+  /** A PEM private key that parses (never echoed). */
+  privateKey(path: string, name: string | undefined): KeyFile | undefined {
+    const f = name === undefined ? undefined : this.read(path, name);
+    if (!f) return undefined;
+    try {
+      return { ...f, key: createPrivateKey(f.contents) };
+    } catch {
+      return void this.add(path, `${f.path} is not a readable PEM private key`);
+    }
+  }
+
+  /** A header name as Node will send it, lower-cased. */
+  headerName(path: string, name: string): string {
+    try {
+      validateHeaderName(name);
+    } catch {
+      this.add(path, `"${name}" is not a valid header name`);
+    }
+    return name.toLowerCase();
+  }
+}
+
+/** Whether the key is the private half of the file's first certificate (what TLS presents). */
+const keyMatches = (cert: PemFile, key: KeyFile): boolean => cert.certificates[0]?.checkPrivateKey(key.key) === true;
+
+function resolveListen(doc: Document['listen'], p: Problems): ListenConfig {
+  const { tls: tlsDoc, headersTimeoutMs: headers, ...rest } = doc;
+  let tls: ListenConfig['tls'];
+  if (tlsDoc) {
+    const { certFile, keyFile, clientCaFile, ...options } = tlsDoc;
+    const cert = p.certificates('listen.tls.cert_file', certFile);
+    const key = p.privateKey('listen.tls.key_file', keyFile);
+    const clientCa = p.certificates('listen.tls.client_ca_file', clientCaFile);
+    if (cert && key && !keyMatches(cert, key)) p.add('listen.tls.key_file', `${key.path} is not the private key of cert_file's certificate`);
+    else if (cert && key) tls = { ...options, cert, key, ...(clientCa ? { clientCa } : {}) };
+  }
+  // Default 10 s, or the request timeout when that is shorter (Node refuses a longer one).
+  const headersTimeoutMs = headers ?? Math.min(10000, doc.requestTimeoutMs || 10000);
+  if (doc.requestTimeoutMs !== 0 && headersTimeoutMs > doc.requestTimeoutMs) {
+    p.add('listen.headers_timeout_ms', `must not exceed request_timeout_ms (${doc.requestTimeoutMs})`);
+  }
+  return { ...rest, ...(tls ? { tls } : {}), headersTimeoutMs };
+}
+
+function resolveClientCertificate(doc: Document['clientCertificate'], p: Problems): ClientCertificateConfig {
+  const at = 'client_certificate';
+  const { preset: presetName, header, format, clientCertificateEncode, chainHeader, verifyHeader, verifyHeaderValue, verify: verifyDoc, ...rest } = doc;
+  const preset = presetName === undefined ? undefined : PRESETS[presetName];
+  if (presetName !== undefined && !preset) p.add(`${at}.preset`, `unknown preset "${presetName}" (known: ${Object.keys(PRESETS).join(', ')})`);
+  doc.trustedProxies.forEach((entry, i) => {
+    try {
+      createProxyTrust([entry]);
+    } catch {
+      p.add(`${at}.trusted_proxies[${i}]`, `"${entry}" is not an IP address or CIDR`);
+    }
+  });
+  if (doc.source === 'header' && doc.trustedProxies.length === 0) {
+    p.add(`${at}.trusted_proxies`, 'is required when source is header (the header is only honoured from these peers)');
+  }
+  const ca = p.certificates(`${at}.verify.ca_file`, verifyDoc.caFile);
+  if (doc.source === 'tls' && verifyDoc.caFile !== undefined) p.add(`${at}.verify.ca_file`, 'applies to source: header; with source: tls set listen.tls.client_ca_file');
+  if (doc.source === 'tls' && verifyDoc.requireClientAuthEku) p.add(`${at}.verify.require_client_auth_eku`, 'applies to source: header only');
+  const chain = chainHeader ?? preset?.chainHeader;
+  const verifyName = verifyHeader ?? preset?.verifyHeader?.name;
+  const success = verifyHeaderValue ?? preset?.verifyHeader?.success ?? ['SUCCESS'];
+  success.forEach((value, i) => {
+    try {
+      validateHeaderValue('x', value);
+    } catch {
+      p.add(`${at}.verify_header_value[${i}]`, 'is not a valid header value');
+    }
+  });
+  return {
+    ...rest,
+    ...(presetName !== undefined ? { preset: presetName } : {}),
+    header: p.headerName(`${at}.header`, header ?? preset?.header ?? 'x-wso2-client-certificate'),
+    format: format ?? preset?.format ?? 'pem',
+    encoded: clientCertificateEncode ?? preset?.encoded ?? true,
+    ...(chain ? { chainHeader: p.headerName(`${at}.chain_header`, chain) } : {}),
+    ...(verifyName ? { verifyHeader: { name: p.headerName(`${at}.verify_header`, verifyName), success } } : {}),
+    verify: { checkValidity: verifyDoc.checkValidity, requireClientAuthEku: verifyDoc.requireClientAuthEku, ...(ca ? { ca } : {}) },
+  };
+}
+
+function clientAuthentication(as: NonNullable<Document['authorizationServer']>, clientId: string, p: Problems): ClientAuthConfig | undefined {
+  const at = 'authorization_server';
+  switch (as.clientAuthMethod) {
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      if (as.clientSecret === undefined) return void p.add(`${at}.client_secret`, `is required for ${as.clientAuthMethod}`);
+      return { method: as.clientAuthMethod, clientId, secret: as.clientSecret };
+    case 'private_key_jwt': {
+      if (as.privateKeyFile === undefined) return void p.add(`${at}.private_key_file`, 'is required for private_key_jwt');
+      const key = p.privateKey(`${at}.private_key_file`, as.privateKeyFile);
+      if (!key) return undefined;
+      const usable = algorithmsFor(key.key);
+      if (usable.length === 0) return void p.add(`${at}.private_key_file`, `${key.path}: unsupported key type for private_key_jwt (RSA, EC P-256/384/521 or Ed25519)`);
+      const algorithm = as.signingAlgorithm ?? (usable[0] as string);
+      if (!usable.includes(algorithm)) return void p.add(`${at}.signing_algorithm`, `"${algorithm}" cannot sign with this key (one of ${usable.join(', ')})`);
+      return { method: 'private_key_jwt', clientId, key, algorithm, audience: as.assertionAudience ?? as.issuer };
+    }
+    case 'tls_client_auth': {
+      if (as.clientCertFile === undefined) p.add(`${at}.client_cert_file`, 'is required for tls_client_auth');
+      if (as.clientKeyFile === undefined) p.add(`${at}.client_key_file`, 'is required for tls_client_auth');
+      const cert = p.certificates(`${at}.client_cert_file`, as.clientCertFile);
+      const key = p.privateKey(`${at}.client_key_file`, as.clientKeyFile);
+      if (!cert || !key) return undefined;
+      if (!keyMatches(cert, key)) return void p.add(`${at}.client_key_file`, `${key.path} is not the private key of client_cert_file's certificate`);
+      return { method: 'tls_client_auth', clientId, cert, key };
+    }
+  }
+}
+
+function resolveAuthorizationServer(doc: Document, p: Problems): AuthorizationServerConfig | undefined {
+  const as = doc.authorizationServer;
+  const at = 'authorization_server';
+  if (!as) {
+    if (doc.routes.some((r) => r.auth === 'certificate_bound_token')) p.add(at, 'is required by routes with auth: certificate_bound_token');
+    return undefined;
+  }
+  const mode = doc.tokenValidation;
+  as.allowedAlgorithms.forEach((alg, i) => {
+    if (alg === 'none' || alg.startsWith('HS')) p.add(`${at}.allowed_algorithms[${i}]`, `"${alg}" is not allowed: access tokens must be signed with an asymmetric key`);
+  });
+  [['issuer', as.issuer], ['introspection_endpoint', as.introspectionEndpoint], ['jwks_uri', as.jwksUri]].forEach(([key, value]) => {
+    if (value !== undefined && !URL.canParse(value)) p.add(`${at}.${key}`, `"${value}" is not an http(s) URL`);
+  });
+  if (as.signingAlgorithm !== undefined && as.clientAuthMethod !== 'private_key_jwt') p.add(`${at}.signing_algorithm`, 'applies to client_auth_method: private_key_jwt only');
+
+  let introspection: IntrospectionConfig | undefined;
+  if (mode !== 'jwt') {
+    if (as.introspectionEndpoint === undefined) p.add(`${at}.introspection_endpoint`, 'is required');
+    if (as.clientId === undefined) p.add(`${at}.client_id`, 'is required');
+    const authentication = as.clientId === undefined ? undefined : clientAuthentication(as, as.clientId, p);
+    if (as.introspectionEndpoint !== undefined && authentication) introspection = { endpoint: as.introspectionEndpoint, authentication, signed: as.signedIntrospection };
+  }
+  const needsKeys = mode !== 'introspection' || as.signedIntrospection;
+  if (needsKeys && as.jwksUri === undefined) p.add(`${at}.jwks_uri`, 'is required');
+  const jwks: JwksConfig | undefined = as.jwksUri === undefined ? undefined : { uri: as.jwksUri, cooldownSeconds: as.jwksCooldownSeconds, maxAgeSeconds: as.jwksMaxAgeSeconds };
+  if (mode !== 'introspection' && as.audience === undefined) p.add(`${at}.audience`, 'is required when token_validation is jwt or auto');
+  const jwt = as.audience === undefined ? undefined : { audience: as.audience };
+
+  let validation: TokenValidation | undefined;
+  if (mode === 'introspection' && introspection) {
+    validation = introspection.signed ? (jwks ? { mode, introspection: { ...introspection, signed: true }, jwks } : undefined) : { mode, introspection: { ...introspection, signed: false } };
+  } else if (mode === 'jwt' && jwt && jwks) validation = { mode, jwt, jwks };
+  else if (mode === 'auto' && introspection && jwt && jwks) validation = { mode, introspection, jwt, jwks };
+  const ca = p.certificates(`${at}.ca_file`, as.caFile);
+  if (!validation) return undefined;
+  const tlsClient = introspection?.authentication.method === 'tls_client_auth' ? introspection.authentication : undefined;
+  return {
+    issuer: as.issuer,
+    timeoutMs: as.timeoutMs,
+    clockSkewSeconds: as.clockSkewSeconds,
+    maxConcurrentRequests: as.maxConcurrentRequests,
+    retryAfterSeconds: as.retryAfterSeconds,
+    requireTokenType: as.requireTokenType,
+    allowedAlgorithms: as.allowedAlgorithms,
+    cache: as.cache,
+    ...(ca ? { ca } : {}),
+    ...(tlsClient ? { clientCertificate: { cert: tlsClient.cert, key: tlsClient.key } } : {}),
+    ...(as.audience !== undefined ? { audience: as.audience } : {}),
+    validation,
+  };
+}
+
+function resolveUpstreams(doc: Document['upstreams'], p: Problems): Map<string, UpstreamConfig> {
+  const out = new Map<string, UpstreamConfig>();
+  for (const [name, value] of Object.entries(doc)) {
+    // The loader turned the short form into the object before validation.
+    if (typeof value === 'string') continue;
+    const at = `upstreams.${name}.url`;
+    let parsed: URL;
+    try {
+      parsed = new URL(value.url);
+    } catch {
+      p.add(at, `"${value.url}" is not an http(s) URL`);
+      continue;
+    }
+    if ((parsed.pathname !== '/' && parsed.pathname !== '') || parsed.search || parsed.username || parsed.hash) {
+      p.add(at, 'must be an origin (scheme://host:port) without path, query or credentials');
+      continue;
+    }
+    out.set(name, { ...value, name, url: parsed.origin });
+  }
+  return out;
+}
+
+function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Problems): RouteConfig[] {
+  const names = new Set<string>();
+  const prefixes = new Set<string>();
+  return doc.routes.map((r, i): RouteConfig => {
+    const at = `routes[${i}]`;
+    if (names.has(r.name)) p.add(`${at}.name`, `duplicate route name "${r.name}"`);
+    names.add(r.name);
+    const pathPrefix = r.pathPrefix.startsWith('/') ? normalizePrefix(r.pathPrefix) : undefined;
+    if (pathPrefix === undefined) p.add(`${at}.path_prefix`, `"${r.pathPrefix}" must be an absolute, normalized path without percent-encoding`);
+    else if (prefixes.has(pathPrefix)) p.add(`${at}.path_prefix`, `"${pathPrefix}" is already used by another route`);
+    if (pathPrefix !== undefined) prefixes.add(pathPrefix);
+    if (!Object.hasOwn(upstreams, r.upstream)) p.add(`${at}.upstream`, `unknown upstream "${r.upstream}"`);
+    if (r.auth !== 'certificate_bound_token' && r.scopes.length > 0) p.add(`${at}.scopes`, `has no effect with auth: ${r.auth}`);
+    const forward = r.forwardCertificateHeader ?? (r.auth === 'mtls' ? 'x-client-cert' : undefined);
+    const { forwardCertificateHeader: _f, forwardAuthorization, methods, ...rest } = r;
+    return {
+      ...rest,
+      pathPrefix: pathPrefix ?? r.pathPrefix,
+      methods: [...new Set(methods.map((m) => m.toUpperCase()))],
+      // At a token endpoint Authorization is the client's own credential for the server.
+      forwardAuthorization: forwardAuthorization ?? r.auth === 'mtls',
+      ...(forward ? { forwardCertificateHeader: p.headerName(`${at}.forward_certificate_header`, forward) } : {}),
+    };
+  });
+}
+
+/** The validated, camel-cased document → Config, or every problem the schema could not catch. */
+export function resolveConfig(doc: Document, baseDir: string, source: string): { config?: Config; problems: readonly string[] } {
+  const p = new Problems(baseDir);
+  const listen = resolveListen(doc.listen, p);
+  const clientCertificate = resolveClientCertificate(doc.clientCertificate, p);
+  const upstreams = resolveUpstreams(doc.upstreams, p);
+  const routes = resolveRoutes(doc, doc.upstreams, p);
+  const authorizationServer = resolveAuthorizationServer(doc, p);
+  const ih = doc.identityHeaders;
+  const identityHeaders = {
+    clientId: p.headerName('identity_headers.client_id', ih.clientId),
+    subject: p.headerName('identity_headers.subject', ih.subject),
+    scope: p.headerName('identity_headers.scope', ih.scope),
+    certificateThumbprint: p.headerName('identity_headers.certificate_thumbprint', ih.certificateThumbprint),
+  };
+  try {
+    validateHeaderValue('www-authenticate', `Bearer realm="${doc.realm}"`);
+  } catch {
+    p.add('realm', 'must be printable ASCII without " or \\');
+  }
+  if (p.list.length > 0) return { problems: p.list };
+  const { authorizationServer: _document, ...settled } = doc;
+  const config: Config = {
+    ...settled,
+    source,
+    listen,
+    clientCertificate,
+    ...(authorizationServer ? { authorizationServer } : {}),
+    upstreams,
+    routes,
+    identityHeaders,
+    files: [...new Set(p.files)],
+  };
+  return { config: Object.freeze(config), problems: [] };
+}

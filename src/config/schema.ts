@@ -1,0 +1,224 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * gateway.yaml, defined once. From this one definition come the TypeScript types (`Static`,
+ * camel-cased in ./types.ts), the defaults and the validation (ajv, in ./load.ts), and the
+ * published JSON Schema (schema/gateway.schema.json, `npm run schema`). A key with a `default`
+ * is optional in the file and always present after loading. Keys whose default depends on
+ * another key have none here: the compile step (./resolve.ts) settles them, as their
+ * description says. `errorMessage` replaces ajv's wording for a pattern that failed.
+ */
+
+/** HTTP methods a route allows by default; metrics label any other method `OTHER`. */
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export const CERTIFICATE_FORMATS = ['pem', 'der-base64', 'rfc9440', 'xfcc', 'traefik', 'aws-alb'] as const;
+export const AUTH_MODES = ['certificate_bound_token', 'mtls', 'none'] as const;
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth'] as const;
+export const TOKEN_VALIDATION_MODES = ['introspection', 'jwt', 'auto'] as const;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+/** The asymmetric JWS algorithms (RFC 7518, RFC 8037) a private_key_jwt assertion may use. */
+export const JWS_ALGORITHMS = ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+/** FAPI 1.0 Part 2 §8.5: the only TLS 1.2 suites allowed. */
+export const FAPI_TLS12_CIPHERS = [
+  'DHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'DHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+].join(':');
+
+const oneOf = <T extends readonly string[]>(values: T, description: string, fallback?: T[number]) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description, ...(fallback !== undefined ? { default: fallback } : {}) });
+const int = (minimum: number, maximum: number, fallback: number, description: string) =>
+  Type.Integer({ minimum, maximum, default: fallback, description });
+const bool = (fallback: boolean, description: string) => Type.Boolean({ default: fallback, description });
+const text = (description: string, fallback?: string) => Type.String({ minLength: 1, description, ...(fallback !== undefined ? { default: fallback } : {}) });
+const file = (description: string) => Type.String({ minLength: 1, description: `${description} Relative paths resolve against gateway.yaml's directory.` });
+/** http(s), or a ${VAR} the loader expands before it validates (the published file is read before). */
+const url = (description: string) => Type.String({ minLength: 1, pattern: '^([Hh][Tt][Tt][Pp][Ss]?://|\\$\\{)', errorMessage: '"{value}" is not an http(s) URL', description });
+/** An RFC 9110 token; also checked with http.validateHeaderName when compiled. */
+const headerName = (description: string, fallback?: string) =>
+  Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", errorMessage: '"{value}" is not a valid header name', description, ...(fallback !== undefined ? { default: fallback } : {}) });
+const section = <T extends Parameters<typeof Type.Object>[0]>(properties: T, description: string) =>
+  Type.Object(properties, { additionalProperties: false, default: {}, description });
+const strings = (description: string, fallback?: readonly string[]) =>
+  Type.Array(Type.String({ minLength: 1 }), { description, ...(fallback !== undefined ? { default: [...fallback] } : {}) });
+
+const Tls = Type.Object(
+  {
+    cert_file: file('Server certificate (PEM, leaf first, then intermediates).'),
+    key_file: file("The server certificate's private key (PEM)."),
+    client_ca_file: Type.Optional(file('CA bundle (PEM) client certificates must chain to. Without it any self-signed certificate can be presented (binding still holds).')),
+    min_version: oneOf(TLS_VERSIONS, 'Lowest TLS version.', 'TLSv1.2'),
+    ciphers: text('OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not configurable). Default: the four suites FAPI 1.0 Part 2 §8.5 allows.', FAPI_TLS12_CIPHERS),
+  },
+  { additionalProperties: false, description: 'TLS with client certificates. Without it certbound listens on plain HTTP (behind a load balancer: client_certificate.source: header).' },
+);
+
+const Listen = section(
+  {
+    host: text('Address to bind (restart to change).', '0.0.0.0'),
+    port: int(0, 65535, 8443, 'TCP port; 0 picks a free one (restart to change).'),
+    tls: Type.Optional(Tls),
+    max_header_bytes: int(1024, 1048576, 32768, 'Largest request header block, in bytes; larger → 431 (restart to change).'),
+    max_headers: int(1, 10000, 100, 'Most request header lines; more → 431, nothing forwarded.'),
+    max_connections: int(1, 1000000, 1024, 'Open client connections at most; beyond, a new one is closed at once and counted.'),
+    keep_alive_timeout_ms: int(0, 3600000, 65000, 'Idle keep-alive connections are closed after this long.'),
+    headers_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600000, description: 'The request headers must arrive within this long (slowloris); also the TLS handshake limit (restart to change). Default 10000, or request_timeout_ms when that is shorter.' })),
+    request_timeout_ms: int(0, 3600000, 300000, 'A whole request (headers and body) must arrive within this long; 0: no limit.'),
+    send_timeout_ms: int(1, 3600000, 30000, 'A client that reads nothing of what certbound has to send for this long is cut.'),
+  },
+  'The traffic listener (TPPs connect here).',
+);
+
+const Admin = section(
+  {
+    host: text('Address of the admin listener (/metrics, /healthz, /readyz).', '127.0.0.1'),
+    port: int(0, 65535, 9091, 'Admin port; 0 picks a free one.'),
+  },
+  'Plain-HTTP listener for Prometheus and health checks. Keep it off the public network.',
+);
+
+const ClientCertificate = section(
+  {
+    source: oneOf(['tls', 'header'] as const, "tls: certbound's own handshake (listen.tls). header: a header set by a load balancer that terminated mutual TLS (needs trusted_proxies).", 'tls'),
+    preset: Type.Optional(Type.String({ minLength: 1, description: 'Default: none. A load-balancer preset setting header, format, client_certificate_encode, chain_header and verify_header together (docs/load-balancers.md). Keys set here override it.' })),
+    header: Type.Optional(headerName('The header carrying the certificate (source: header); always stripped from requests. Default: the preset\'s, else x-wso2-client-certificate.')),
+    format: Type.Optional(oneOf(CERTIFICATE_FORMATS, "How that header is encoded. Default: the preset's, else pem.")),
+    client_certificate_encode: Type.Optional(Type.Boolean({ description: "The PEM in the header is percent-encoded (decoded as a URI component: '+' stays '+'). Default: the preset's, else true." })),
+    chain_header: Type.Optional(headerName('Header carrying the rest of the chain (RFC 9440 client-cert-chain). Default: the preset\'s, else none.')),
+    xfcc_max_elements: int(1, 64, 1, 'format xfcc: how many elements a header may hold; 1 accepts only what an edge Envoy with SANITIZE_SET sends.'),
+    xfcc_element: oneOf(['first', 'last'] as const, 'format xfcc: which element to use when several are allowed.', 'last'),
+    verify_header: Type.Optional(headerName("A header in which the load balancer says whether it verified the certificate (e.g. ssl-client-verify). Default: the preset's, else none.")),
+    verify_header_value: Type.Optional(strings("Values of verify_header meaning success. Default: the preset's, else [SUCCESS].")),
+    trusted_proxies: strings('Peers (IP or CIDR) whose certificate header is honoured. Required with source: header.', []),
+    untrusted_header: oneOf(['ignore', 'reject'] as const, 'A certificate header from an untrusted peer: ignore (logged, treated as no certificate) or reject (400).', 'ignore'),
+    max_header_bytes: int(256, 1048576, 16384, 'Largest certificate header accepted, in bytes.'),
+    cache_size: int(0, 10000000, 10000, 'Parsed header certificates kept in memory, by header value; 0 disables.'),
+    verify: section(
+      {
+        ca_file: Type.Optional(file('source: header: CA bundle (PEM) the certificate must chain to. Default: none (trust the load balancer).')),
+        check_validity: bool(true, 'Refuse certificates outside notBefore..notAfter.'),
+        require_client_auth_eku: bool(false, 'source: header: require the clientAuth extended key usage.'),
+      },
+      'Extra checks on the certificate.',
+    ),
+  },
+  "Where the TPP's certificate comes from, and how it is checked.",
+);
+
+const TokenCache = section(
+  {
+    max_entries: int(0, 100000000, 100000, 'Entries at most (LRU); 0 disables the cache.'),
+    max_ttl_seconds: int(0, 86400, 60, "An active result is kept at most this long, never past the token's exp: the bound on revocation latency."),
+    negative_ttl_seconds: int(0, 3600, 0, 'Inactive results are kept this long; 0 does not cache them.'),
+  },
+  'Validation results, cached by token hash.',
+);
+
+const AuthorizationServer = Type.Object(
+  {
+    issuer: url('Expected issuer (iss of JWTs and introspection responses, compared exactly).'),
+    introspection_endpoint: Type.Optional(url('RFC 7662 endpoint. Required unless token_validation is jwt.')),
+    client_auth_method: oneOf(CLIENT_AUTH_METHODS, 'How certbound authenticates to the introspection endpoint.', 'client_secret_basic'),
+    client_id: Type.Optional(text("certbound's client id at the authorization server. Required for introspection.")),
+    client_secret: Type.Optional(text('Required for client_secret_basic and client_secret_post: the secret. Expand it from the environment: ${VAR}.')),
+    private_key_file: Type.Optional(file('Required for private_key_jwt: the signing key (PKCS#8 PEM).')),
+    signing_algorithm: Type.Optional(oneOf(JWS_ALGORITHMS, 'private_key_jwt: the JWS algorithm; the key must be able to sign with it. Default: the first the key can sign with.')),
+    assertion_audience: Type.Optional(text("private_key_jwt: the assertion's aud. Default: issuer.")),
+    client_cert_file: Type.Optional(file("Required for tls_client_auth: certbound's client certificate towards the server.")),
+    client_key_file: Type.Optional(file('Required for tls_client_auth: the private key of client_cert_file.')),
+    ca_file: Type.Optional(file("Extra CA bundle (PEM) trusted for the server's TLS certificate. Default: the system store.")),
+    signed_introspection: bool(false, 'RFC 9701: ask for application/token-introspection+jwt and verify it (needs jwks_uri).'),
+    require_token_type: bool(false, 'Refuse an introspection answer without token_type: Bearer.'),
+    jwks_uri: Type.Optional(url("The server's JWKS. Required when token_validation is jwt or auto, or with signed_introspection.")),
+    jwks_cooldown_seconds: int(0, 3600, 30, 'After a JWKS fetch, the least time before the next.'),
+    jwks_max_age_seconds: int(1, 86400, 600, 'Keys older than this are fetched again on the next token that needs them.'),
+    audience: Type.Optional(text("The resource's identifier JWT access tokens must carry in aud. Required for jwt and auto.")),
+    allowed_algorithms: strings('JWS algorithms accepted for JWTs; none and HS* are refused.', ['PS256', 'ES256', 'EdDSA']),
+    timeout_ms: int(1, 60000, 2000, 'Each call to the server (introspection, JWKS) is aborted after this long.'),
+    clock_skew_seconds: int(0, 600, 30, 'Tolerance for exp, nbf and iat.'),
+    max_concurrent_requests: int(1, 10000, 64, 'Concurrent calls to the server at most.'),
+    retry_after_seconds: int(0, 3600, 5, 'Retry-After sent with 503 when the server cannot be reached.'),
+    cache: TokenCache,
+  },
+  { additionalProperties: false, description: 'The OAuth server that issued the tokens. Required when a route uses auth: certificate_bound_token.' },
+);
+
+const UpstreamObject = Type.Object(
+  {
+    url: url('Origin only: scheme://host:port, no path, query or credentials.'),
+    timeout_ms: int(1, 3600000, 30000, "Allowed for the response headers (from dispatch), a pause in the request body, or in the response body or the client's reading of it. Connecting: at most 10000."),
+    connections: int(1, 100000, 128, 'Pooled connections at most.'),
+    max_pending: int(0, 1000000, 1024, 'Requests that may wait for a pooled connection; beyond connections + max_pending, 503 with Retry-After: 1.'),
+    tunnel_idle_timeout_ms: int(1, 86400000, 300000, 'An upgraded (WebSocket) connection on which no byte moves either way for this long is closed.'),
+  },
+  { additionalProperties: false },
+);
+/** `name: URL` is short for `name: { url: URL }`. */
+const Upstream = Type.Union([url('Origin (short form of { url: … }).'), UpstreamObject], { description: 'An upstream: its origin, or the origin with its limits.' });
+
+const Route = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', errorMessage: 'may contain only letters, digits, ".", "_" and "-"', description: 'Used in metrics and logs. Unique.' }),
+    path_prefix: Type.String({ minLength: 1, description: 'Absolute, normalized, no percent-encoding; matched on segment boundaries, longest first. Unique.' }),
+    methods: Type.Array(Type.String({ pattern: '^[A-Za-z]+$', errorMessage: '"{value}" is not an HTTP method' }), { default: [...HTTP_METHODS], description: 'Allowed methods; others → 405.' }),
+    upstream: Type.String({ minLength: 1, description: 'A name from upstreams.' }),
+    auth: oneOf(AUTH_MODES, 'certificate_bound_token: a Bearer token bound to the client certificate, with the scopes below; mtls: a client certificate only (token endpoints), forwarded; none: nothing checked.', 'certificate_bound_token'),
+    scopes: strings('Every one must be granted (403 insufficient_scope). Only with certificate_bound_token.', []),
+    forward_authorization: Type.Optional(Type.Boolean({ description: 'Pass the Authorization header upstream. Default true for mtls routes (the client\'s credential for the token endpoint), false otherwise.' })),
+    forward_certificate_header: Type.Optional(headerName('Header the certificate is forwarded in (URL-encoded PEM); always removed from the client\'s request first. Default x-client-cert for mtls routes, none otherwise.')),
+    allow_double_encoding: bool(false, 'Accept %25 followed by two hex digits (an octet encoded twice) in the path.'),
+  },
+  { additionalProperties: false },
+);
+
+const IdentityHeaders = section(
+  {
+    client_id: headerName("Carries the token's client_id upstream.", 'x-certbound-client-id'),
+    subject: headerName("Carries the token's sub upstream.", 'x-certbound-subject'),
+    scope: headerName("Carries the token's scopes upstream.", 'x-certbound-scope'),
+    certificate_thumbprint: headerName("Carries the certificate's x5t#S256 upstream.", 'x-certbound-certificate-thumbprint'),
+  },
+  'What certbound tells the upstream about the caller; any client-sent copy is stripped.',
+);
+
+export const GatewaySchema = Type.Object(
+  {
+    listen: Listen,
+    admin: Admin,
+    client_certificate: ClientCertificate,
+    token_validation: oneOf(TOKEN_VALIDATION_MODES, 'introspection (RFC 7662, cached), jwt (RFC 9068, verified locally; needs audience and jwks_uri) or auto (JWTs of our issuer locally, anything else introspected).', 'introspection'),
+    authorization_server: Type.Optional(AuthorizationServer),
+    upstreams: Type.Record(Type.String({ minLength: 1 }), Upstream, { description: 'Name → upstream origin.' }),
+    routes: Type.Array(Route, { minItems: 1, errorMessage: 'must be a non-empty list', description: 'Matched on the normalized path, longest path_prefix first.' }),
+    identity_headers: IdentityHeaders,
+    realm: Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*$', errorMessage: 'must be printable ASCII without " or \\', default: 'certbound', description: 'realm of WWW-Authenticate: Bearer realm="…".' }),
+    logging: section(
+      {
+        level: oneOf(LOG_LEVELS, 'JSON log level; info logs one line per request.', 'info'),
+        flush_interval_ms: int(0, 10000, 100, 'Lines are written in batches of up to 8 KiB, never later than this after they were logged; 0: every line at once (restart to change).'),
+      },
+      'JSON log lines on stdout. Tokens, secrets and certificates are never logged.',
+    ),
+    shutdown: section({ grace_period_seconds: int(0, 3600, 20, 'On SIGTERM, requests in flight may finish for this long.') }, 'Graceful shutdown.'),
+    reload: section(
+      {
+        watch: bool(true, 'Reload when this file or any file it references changes.'),
+        debounce_ms: int(0, 60000, 250, 'Changes within this long make one reload.'),
+      },
+      'Reload on SIGHUP and, with watch, on file changes; an invalid configuration is logged and the running one kept.',
+    ),
+  },
+  {
+    additionalProperties: false,
+    title: 'certbound gateway.yaml',
+    description: 'Configuration of certbound, the certificate-bound token gateway (RFC 8705).',
+  },
+);
+
+/** gateway.yaml after validation: every key with a default is present. */
+export type GatewayDocument = Static<typeof GatewaySchema>;
+export type UpstreamDocument = Static<typeof UpstreamObject>;
+export type { TSchema };
