@@ -16,6 +16,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { NO_ROUTE, createRouteSeries, createUpstreamSeries, type RouteSeries } from './observability/record.js';
 import type { Logger } from './observability/logger.js';
 import { secureContextOptions } from './server/listeners.js';
+import { authorizerFor, type Authorize } from './stages.js';
 
 /** What the certificate stage reads of a request: data, not the IncomingMessage. */
 export interface RequestView {
@@ -37,6 +38,8 @@ export interface CompiledRoute {
   /** Names of the headers certbound tells the upstream who the caller is in. */
   readonly identity: IdentityHeadersConfig;
   readonly series: RouteSeries;
+  /** Its auth stages: credentials → token validation → binding → policy, as its `auth` asks. */
+  readonly authorize: Authorize;
 }
 
 /**
@@ -159,6 +162,7 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
     drop: r.forwardAuthorization ? withoutAuthorization : withAuthorization,
     identity: config.identityHeaders,
     series: createRouteSeries(metrics, r.name, HTTP_METHODS),
+    authorize: authorizerFor(r, { readCertificate: certificates.read, tokens }),
   }));
 
   let closing: Promise<void> | undefined;

@@ -7,7 +7,7 @@ import type { CompiledRoute, Gateway, RequestView } from './gateway.js';
 import type { ForwardCompletion, Forwarded, ForwardOutcome, UpstreamErrorKind } from './forward/upstream.js';
 import { checkRequestShape } from './request-shape.js';
 import {
-  CLIENT_CLOSED_STATUS, NO_IDENTITY, answerTo, authorize, forwardedHeaders, interactionIdOf, outcomeOf, routeOf, type Identity,
+  CLIENT_CLOSED_STATUS, NO_IDENTITY, answerTo, forwardedHeaders, interactionIdOf, outcomeOf, routeOf, type Identity,
 } from './stages.js';
 import type { Metrics } from './observability/metrics.js';
 import type { Logger } from './observability/logger.js';
@@ -89,7 +89,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
       this.target = routed.target;
       if (routed.kind !== 'no_route') this.route = routed.route;
       const route = routeOf(routed, this.method);
-      const authorized = authorize(this.view, routed.target, route, this.gateway);
+      const authorized = route.authorize(this.view, routed.target);
       if (authorized instanceof Promise) {
         authorized.then(
           (identity) => this.forward(route, routed.target, identity),

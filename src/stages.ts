@@ -4,7 +4,8 @@ import { bearerToken } from './bearer.js';
 import { checkBinding } from './binding.js';
 import { checkScopes } from './policy.js';
 import type { CertificateResult, ClientCertificate } from './certificate/types.js';
-import type { TokenClaims } from './token/types.js';
+import type { RouteConfig } from './config/types.js';
+import type { TokenClaims, TokenValidator } from './token/types.js';
 import type { Routed, Target } from './route.js';
 import type { CompiledRoute, Gateway, RequestView } from './gateway.js';
 import { upstreamRequestHeaders, type HeaderList } from './forward/headers.js';
@@ -42,37 +43,46 @@ export function routeOf(routed: Routed<CompiledRoute>, method: string): Compiled
   return routed.route;
 }
 
-/** Credentials, token validation, binding and policy, as the route's `auth` asks. */
-export function authorize(view: RequestView, target: Target, route: CompiledRoute, gateway: Gateway): Identity | Promise<Identity> {
-  switch (route.config.auth) {
-    case 'none':
-      return NO_IDENTITY;
-    case 'mtls': {
-      const cert = gateway.readCertificate(view);
-      if (!cert.present) {
-        throw new GatewayError('transport_certificate_missing', `transport certificate not found in the request${cert.why ? `: ${cert.why}` : ''}`);
-      }
-      return { certificate: cert.certificate };
-    }
-    case 'certificate_bound_token': {
-      const token = bearerToken(view.headers.authorization, target.query);
-      const cert = gateway.readCertificate(view);
-      // No certificate can never pass the binding check: refuse before spending an introspection call.
-      if (!cert.present) throw new GatewayError('certificate_missing', `client certificate required${cert.why ? `: ${cert.why}` : ''}`);
-      const tokens = gateway.tokens;
-      if (!tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
-      const cached = tokens.cached(token);
-      if (cached) return bound(cached, cert, route);
-      return tokens.validate(token).then((claims) => bound(claims, cert, route));
-    }
-  }
+/** A route's auth stages, compiled once: credentials, token validation, binding and policy, as its `auth` asks. */
+export type Authorize = (view: RequestView, target: Target) => Identity | Promise<Identity>;
+
+/** What the auth stages need of the gateway. */
+export interface AuthParts {
+  readonly readCertificate: (view: RequestView) => CertificateResult;
+  readonly tokens: TokenValidator | undefined;
 }
 
-/** Binding, then policy, on claims however they were obtained. */
-function bound(claims: TokenClaims, cert: CertificateResult, route: CompiledRoute): Identity {
-  const certificate = checkBinding(claims, cert);
-  checkScopes(claims, route.config.scopes);
-  return { claims, certificate };
+export function authorizerFor(route: RouteConfig, parts: AuthParts): Authorize {
+  const { readCertificate, tokens } = parts;
+  switch (route.auth) {
+    case 'none':
+      return () => NO_IDENTITY;
+    case 'mtls':
+      return (view) => {
+        const cert = readCertificate(view);
+        if (!cert.present) {
+          throw new GatewayError('transport_certificate_missing', `transport certificate not found in the request${cert.why ? `: ${cert.why}` : ''}`);
+        }
+        return { certificate: cert.certificate };
+      };
+    case 'certificate_bound_token': {
+      const bound = (claims: TokenClaims, cert: CertificateResult): Identity => {
+        const certificate = checkBinding(claims, cert);
+        checkScopes(claims, route.scopes);
+        return { claims, certificate };
+      };
+      return (view, target) => {
+        const token = bearerToken(view.headers.authorization, target.query);
+        const cert = readCertificate(view);
+        // No certificate can never pass the binding check: refuse before spending an introspection call.
+        if (!cert.present) throw new GatewayError('certificate_missing', `client certificate required${cert.why ? `: ${cert.why}` : ''}`);
+        if (!tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
+        const cached = tokens.cached(token);
+        if (cached) return bound(cached, cert);
+        return tokens.validate(token).then((claims) => bound(claims, cert));
+      };
+    }
+  }
 }
 
 /** Headers certbound itself sends upstream (interaction id, identity, forwarded certificate), as name, value, … */

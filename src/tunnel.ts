@@ -8,7 +8,7 @@ import type { TunnelCompletion } from './forward/upgrade.js';
 import type { UpstreamErrorKind } from './forward/upstream.js';
 import { rawResponse } from './respond.js';
 import { checkRequestShape } from './request-shape.js';
-import { CLIENT_CLOSED_STATUS, NO_IDENTITY, answerTo, authorize, forwardedHeaders, interactionIdOf, outcomeOf, routeOf, type Identity } from './stages.js';
+import { CLIENT_CLOSED_STATUS, NO_IDENTITY, answerTo, forwardedHeaders, interactionIdOf, outcomeOf, routeOf, type Identity } from './stages.js';
 import type { Observers } from './pipeline.js';
 import type { Reason } from './observability/record.js';
 
@@ -69,7 +69,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
     if (method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
       throw new GatewayError('bad_request', 'only GET upgrades to websocket are supported');
     }
-    identity = await authorize(view, routed.target, matched, gateway);
+    identity = await matched.authorize(view, routed.target);
     // A client that left while its token was being checked is not forwarded at all.
     if (socket.destroyed) {
       record(CLIENT_CLOSED_STATUS, 'client_closed');

@@ -1,12 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { validateHeaderName, validateHeaderValue } from 'node:http';
-import { resolve } from 'node:path';
+import { validateHeaderValue } from 'node:http';
 import { PRESETS } from '../certificate/presets.js';
 import { createProxyTrust } from '../certificate/trust.js';
-import { pemCertificateBlocks } from '../certificate/verify.js';
 import { algorithmsFor } from '../token/client-auth.js';
 import { normalizePrefix } from '../route.js';
+import { NO_ROUTE } from '../observability/record.js';
+import { Problems } from './problems.js';
 import type {
   AuthorizationServerConfig, ClientAuthConfig, ClientCertificateConfig, Config, Document, IntrospectionConfig, JwksConfig, KeyFile,
   ListenConfig, PemFile, RouteConfig, TokenValidation, UpstreamConfig,
@@ -15,62 +13,8 @@ import type {
 /**
  * The compile step's checks that a schema cannot say: files that must read and parse, keys that
  * depend on other keys, cross-references, and what each mode requires. Every problem is collected
- * with its key path; the result is the Config the gateway is built from.
+ * with its key path (./problems.ts); the result is the Config the gateway is built from.
  */
-class Problems {
-  readonly list: string[] = [];
-  readonly files: string[] = [];
-  constructor(private readonly baseDir: string) {}
-
-  add(path: string, message: string): void {
-    this.list.push(`${path}: ${message}`);
-  }
-
-  private read(path: string, name: string): { path: string; contents: Buffer } | undefined {
-    const absolute = resolve(this.baseDir, name);
-    this.files.push(absolute);
-    try {
-      return { path: absolute, contents: readFileSync(absolute) };
-    } catch (e) {
-      this.add(path, `cannot read ${absolute}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-      return undefined;
-    }
-  }
-
-  /** A PEM file holding at least one certificate, every one of which parses: parsed here, once. */
-  certificates(path: string, name: string | undefined): PemFile | undefined {
-    const f = name === undefined ? undefined : this.read(path, name);
-    if (!f) return undefined;
-    const blocks = pemCertificateBlocks(f.contents);
-    if (blocks.length === 0) return void this.add(path, `${f.path} holds no PEM certificate`);
-    try {
-      return { ...f, certificates: blocks.map((b) => new X509Certificate(b)) };
-    } catch {
-      return void this.add(path, `${f.path} holds a certificate that does not parse`);
-    }
-  }
-
-  /** A PEM private key that parses (never echoed). */
-  privateKey(path: string, name: string | undefined): KeyFile | undefined {
-    const f = name === undefined ? undefined : this.read(path, name);
-    if (!f) return undefined;
-    try {
-      return { ...f, key: createPrivateKey(f.contents) };
-    } catch {
-      return void this.add(path, `${f.path} is not a readable PEM private key`);
-    }
-  }
-
-  /** A header name as Node will send it, lower-cased. */
-  headerName(path: string, name: string): string {
-    try {
-      validateHeaderName(name);
-    } catch {
-      this.add(path, `"${name}" is not a valid header name`);
-    }
-    return name.toLowerCase();
-  }
-}
 
 /** Whether the key is the private half of the file's first certificate (what TLS presents). */
 const keyMatches = (cert: PemFile, key: KeyFile): boolean => cert.certificates[0]?.checkPrivateKey(key.key) === true;
@@ -244,6 +188,7 @@ function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Probl
   return doc.routes.map((r, i): RouteConfig => {
     const at = `routes[${i}]`;
     if (names.has(r.name)) p.add(`${at}.name`, `duplicate route name "${r.name}"`);
+    if (r.name === NO_ROUTE) p.add(`${at}.name`, `"${NO_ROUTE}" is reserved: requests that match no route are counted and logged under it`);
     names.add(r.name);
     const pathPrefix = r.pathPrefix.startsWith('/') ? normalizePrefix(r.pathPrefix) : undefined;
     if (pathPrefix === undefined) p.add(`${at}.path_prefix`, `"${r.pathPrefix}" must be an absolute, normalized path without percent-encoding`);

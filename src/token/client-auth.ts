@@ -35,12 +35,6 @@ export function algorithmsFor(key: KeyObject): readonly string[] {
   }
 }
 
-/** The JWS algorithm that fits a private key when the config names none. */
-export function algorithmFor(key: KeyObject): string {
-  const alg = algorithmsFor(key)[0];
-  if (alg === undefined) throw new Error(`unsupported key type ${String(key.asymmetricKeyType)} for private_key_jwt`);
-  return alg;
-}
 
 /**
  * Prepares the configured client authentication once (key parsed at load, header encoded here)

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
 import { publishedSchemaText } from '../../src/config/published.js';
-import { configurationReference } from '../../scripts/schema.js';
+import { configurationReference } from '../../src/config/reference.js';
 import { GatewaySchema, type TSchema } from '../../src/config/schema.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));

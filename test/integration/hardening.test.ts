@@ -117,6 +117,13 @@ t.test('a client that leaves during introspection does not leak an upstream conn
   // Introspection answers with the client gone; the bug then started the forward without a client.
   await waitFor(() => slowAsDone > done, 'the introspection exchange is over');
   t.notOk(slow.logs.some((l) => l.msg === 'certificate header from an untrusted peer ignored'), 'the request was read while the client was there');
+  await waitFor(() => slow.logs.some((l) => l.msg === 'request' && l.path === '/narrow/big'), 'the request is recorded');
+  const left = slow.logs.find((l) => l.msg === 'request' && l.path === '/narrow/big');
+  t.match(left, { route: 'narrow', status: 499, outcome: 'client_closed', reason: 'client_closed' }, 'recorded as the client leaving, like nginx');
+  t.notOk(left && 'upstream' in left, 'never forwarded');
+  t.notOk(upstream.seen.some((r) => r.url === '/narrow/big'), 'the upstream never saw it');
+  const errors = (await slow.metrics.upstreamErrors.get()).values.reduce((n, v) => n + v.value, 0);
+  t.equal(errors, 0, 'not an upstream error');
   const started = Date.now();
   const next = await call(`${slow.url}/narrow/small`, { headers: { authorization: 'Bearer tok', ...cert } });
   t.equal(next.status, 200);
@@ -138,6 +145,11 @@ t.test('a client that leaves while the upstream is still answering frees the ups
   const next = await call(`${gone.url}/narrow/small`, { headers: { authorization: 'Bearer tok', ...cert } });
   t.equal(next.status, 200);
   t.ok(Date.now() - started < FREED_WITHIN_MS, `the only upstream connection (connections: 1, timeout_ms: 20000) was freed (${Date.now() - started} ms)`);
+  await waitFor(() => gone.logs.some((l) => l.msg === 'request' && l.path === '/narrow/slow'), 'the request is recorded');
+  t.match(gone.logs.find((l) => l.msg === 'request' && l.path === '/narrow/slow'), { route: 'narrow', upstream: 'narrow', status: 499, outcome: 'client_closed', reason: 'client_closed' });
+  const text = await gone.metrics.registry.metrics();
+  t.match(text, /certbound_requests_total\{route="narrow",method="GET",status_class="4xx",outcome="client_closed"\} 1/);
+  t.notMatch(text, /certbound_upstream_errors_total\{[^}]*upstream="narrow"/, 'a client that left is no upstream error');
 });
 
 t.test('a client that stops reading releases the upstream connection after timeout_ms', async (t) => {

@@ -257,6 +257,12 @@ t.test('what would break every request later is refused now, with its key path',
   t.same(build(tlsAuth), [`authorization_server.client_key_file: ${join(dir, 'a.key')} is not the private key of client_cert_file's certificate`]);
 });
 
+t.test('the route name "none" is reserved for requests that match no route', async (t) => {
+  t.same(problems({ upstreams: { u: 'http://x' }, routes: [{ name: 'none', path_prefix: '/', upstream: 'u', auth: 'none' }] }), [
+    'routes[0].name: "none" is reserved: requests that match no route are counted and logged under it',
+  ]);
+});
+
 t.test('trusted_proxies: each entry is built into a net.BlockList', async (t) => {
   const doc = (trusted: string[]) => ({ client_certificate: { source: 'header', trusted_proxies: trusted }, upstreams: { u: 'http://x' }, routes: [{ name: 'r', path_prefix: '/', upstream: 'u', auth: 'none' }] });
   t.same(problems(doc(['10.0.0.0/8', '127.0.0.1', '::1/128', 'fd00::/8', '0.0.0.0/0'])), []);
