@@ -28,6 +28,8 @@ export interface RequestHandle {
   closed(): void;
   /** The client left before the request was started (a pipelined one, waiting its turn): nothing ran, nothing to record. */
   abandoned(): void;
+  /** certbound cuts the connection for a limit (send_timeout_ms): recorded as such, not as a client that left. */
+  cut(): void;
 }
 
 /** Refusals that are a client limit or timeout, as `certbound_client_errors_total` kinds. */
@@ -62,7 +64,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
   /** The response closed before it was complete: the client left. */
   private clientGone = false;
   /** certbound cut the client for not reading (that is a limit, not a client that left). */
-  private cut = false;
+  private cutForLimit = false;
   private finished = false;
 
   constructor(
@@ -128,8 +130,12 @@ class Exchange implements ForwardCompletion, RequestHandle {
     this.forwarding?.clientClosed();
   }
 
+  cut(): void {
+    this.cutForLimit = true;
+  }
+
   readStalled(): void {
-    this.cut = true;
+    this.cutForLimit = true;
     this.obs.metrics.clientErrors.inc({ kind: 'read_stalled' });
   }
 
@@ -138,15 +144,19 @@ class Exchange implements ForwardCompletion, RequestHandle {
   }
 
   forwarded(outcome: ForwardOutcome): void {
-    const left = this.clientGone && !this.cut;
+    const left = this.clientGone && !this.cutForLimit;
     this.finish(left ? CLIENT_CLOSED_STATUS : outcome.status, left ? 'client_closed' : undefined, outcome.upstreamSeconds, outcome.bytes);
   }
 
   failed(error: unknown): void {
     const { res, route, obs } = this;
     try {
-      // Nobody is there to answer: a client that left is not the upstream's or the server's failure.
-      if (this.clientGone && !res.headersSent) return this.finish(CLIENT_CLOSED_STATUS, 'client_closed', undefined, 0);
+      // Nobody is there to answer: a client that left is not the upstream's or the server's failure
+      // (a bug is still logged).
+      if (this.clientGone && !res.headersSent) {
+        if (!isGatewayError(error)) obs.log.error({ err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error), interaction_id: this.interactionId }, 'unexpected error');
+        return this.finish(CLIENT_CLOSED_STATUS, 'client_closed', undefined, 0);
+      }
       const limit = isGatewayError(error) ? CLIENT_LIMITS[error.code] : undefined;
       if (limit) obs.metrics.clientErrors.inc({ kind: limit });
       const { status, reason, bytes } = this.respond(error);

@@ -84,7 +84,6 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
       // A client that left before the upstream answered: nothing else said so.
       ended: () => record(CLIENT_CLOSED_STATUS, 'client_closed'),
     };
-    sent = true;
     matched.upstream.upgrade(
       {
         path: routed.target.encodedPath + routed.target.query,
@@ -95,6 +94,8 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
       socket,
       completion,
     );
+    // Dispatched (upgrade throws upstream_overloaded before it sends anything).
+    sent = true;
   } catch (error) {
     refuse(error);
   }

@@ -28,25 +28,59 @@ export function interpolate(value: string, env: Env, path: string, problems: str
   });
 }
 
-/** Interpolates strings, and drops null members (`key:` with no value means unset, as YAML users expect). */
-function interpolateTree(node: unknown, env: Env, path: string, problems: string[]): unknown {
-  if (typeof node === 'string') return interpolate(node, env, path, problems);
-  if (Array.isArray(node)) return node.map((v, i) => interpolateTree(v, env, `${path}[${i}]`, problems));
+const REFERENCE = /\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}/;
+
+/**
+ * Interpolates strings, and drops null members (`key:` with no value means unset, as YAML users
+ * expect). `expanded` collects the key paths of strings that held a `${VAR}`.
+ */
+function interpolateTree(node: unknown, env: Env, path: string, problems: string[], expanded: Set<string>): unknown {
+  if (typeof node === 'string') {
+    if (!REFERENCE.test(node)) return node;
+    expanded.add(path);
+    return interpolate(node, env, path, problems);
+  }
+  if (Array.isArray(node)) return node.map((v, i) => interpolateTree(v, env, `${path}[${i}]`, problems, expanded));
   if (node !== null && typeof node === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(node)) {
-      if (v !== null) out[k] = interpolateTree(v, env, path ? `${path}.${k}` : k, problems);
+      if (v !== null) out[k] = interpolateTree(v, env, path ? `${path}.${k}` : k, problems, expanded);
     }
     return out;
   }
   return node;
 }
 
+/**
+ * A `${VAR}` where a number or a boolean goes is a string once expanded (`port: ${PORT:-8443}`):
+ * that string, and only that, becomes the number or boolean it spells. A value written in the file
+ * keeps its YAML type, so `check_validity: 0` is an error, not `false`.
+ */
+function typeExpanded(node: unknown, schema: TSchema, path: string, expanded: ReadonlySet<string>): unknown {
+  if (typeof node === 'string') {
+    if (!expanded.has(path)) return node;
+    if (schema['type'] === 'integer' && /^-?\d+$/.test(node)) return Number(node);
+    if (schema['type'] === 'boolean' && (node === 'true' || node === 'false')) return node === 'true';
+    return node;
+  }
+  if (Array.isArray(node)) return schema['items'] ? node.map((v, i) => typeExpanded(v, schema['items'] as TSchema, `${path}[${i}]`, expanded)) : node;
+  if (node === null || typeof node !== 'object') return node;
+  const properties = schema['properties'] as Record<string, TSchema> | undefined;
+  const record = Object.values((schema['patternProperties'] as Record<string, TSchema> | undefined) ?? {})[0];
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    const child = properties?.[k] ?? record;
+    out[k] = child ? typeExpanded(v, child, path ? `${path}.${k}` : k, expanded) : v;
+  }
+  return out;
+}
+
+/** The short forms expanded (the loader's own view of the published schema). */
+const validationSchema = publishedSchema({ expanded: true });
 let validator: ValidateFunction<GatewayDocument> | undefined;
-/** Compiled on first use (a few ms), with defaults filled in and `${VAR}` strings coerced to numbers and booleans. */
+/** Compiled on first use (~100 ms), with defaults filled in. */
 function validate(): ValidateFunction<GatewayDocument> {
-  validator ??= new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, verbose: true, strict: true, keywords: ['errorMessage'] })
-    .compile<GatewayDocument>(publishedSchema({ expanded: true }));
+  validator ??= new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, keywords: ['errorMessage'] }).compile<GatewayDocument>(validationSchema);
   return validator;
 }
 
@@ -117,12 +151,14 @@ function camelize(value: unknown, schema: TSchema): unknown {
  */
 export function buildConfig(document: unknown, opts: { env?: Env; baseDir?: string; source?: string } = {}): Config {
   const problems: string[] = [];
-  const tree = interpolateTree(document ?? {}, opts.env ?? process.env, '', problems);
+  const expanded = new Set<string>();
+  const interpolated = interpolateTree(document ?? {}, opts.env ?? process.env, '', problems, expanded);
   // The short form `name: URL` of an upstream, as the object it stands for.
-  if (tree !== null && typeof tree === 'object' && 'upstreams' in tree && tree.upstreams !== null && typeof tree.upstreams === 'object') {
-    const upstreams = tree.upstreams as Record<string, unknown>;
+  if (interpolated !== null && typeof interpolated === 'object' && 'upstreams' in interpolated && interpolated.upstreams !== null && typeof interpolated.upstreams === 'object') {
+    const upstreams = interpolated.upstreams as Record<string, unknown>;
     for (const [name, u] of Object.entries(upstreams)) if (typeof u === 'string') upstreams[name] = { url: u };
   }
+  const tree = typeExpanded(interpolated, validationSchema, '', expanded);
   const check = validate();
   const valid = check(tree);
   const add = (problem: string): void => {

@@ -78,32 +78,49 @@ function resolveClientCertificate(doc: Document['clientCertificate'], p: Problem
   };
 }
 
-function clientAuthentication(as: NonNullable<Document['authorizationServer']>, clientId: string, p: Problems): ClientAuthConfig | undefined {
+/** The authorization server's files, each read (and checked) when named, whatever the mode: as before, and so the reload watcher sees them. */
+interface ServerFiles {
+  readonly privateKey?: KeyFile;
+  /** The algorithm the private key signs with, when it can sign with the one asked for (or any). */
+  readonly algorithm?: string;
+  /** certbound's TLS client certificate and key, when both load and match. */
+  readonly tlsClient?: { readonly cert: PemFile; readonly key: KeyFile };
+}
+
+function serverFiles(as: NonNullable<Document['authorizationServer']>, p: Problems): ServerFiles {
+  const at = 'authorization_server';
+  const privateKey = p.privateKey(`${at}.private_key_file`, as.privateKeyFile);
+  let algorithm: string | undefined;
+  if (privateKey) {
+    const usable = algorithmsFor(privateKey.key);
+    if (usable.length === 0) p.add(`${at}.private_key_file`, `${privateKey.path}: unsupported key type for private_key_jwt (RSA, EC P-256/384/521 or Ed25519)`);
+    else if (as.signingAlgorithm !== undefined && !usable.includes(as.signingAlgorithm)) {
+      p.add(`${at}.signing_algorithm`, `"${as.signingAlgorithm}" cannot sign with this key (one of ${usable.join(', ')})`);
+    } else algorithm = as.signingAlgorithm ?? usable[0];
+  }
+  const cert = p.certificates(`${at}.client_cert_file`, as.clientCertFile);
+  const key = p.privateKey(`${at}.client_key_file`, as.clientKeyFile);
+  const matched = cert !== undefined && key !== undefined && keyMatches(cert, key);
+  if (cert && key && !matched) p.add(`${at}.client_key_file`, `${key.path} is not the private key of client_cert_file's certificate`);
+  return { ...(privateKey ? { privateKey } : {}), ...(algorithm ? { algorithm } : {}), ...(matched ? { tlsClient: { cert, key } } : {}) };
+}
+
+function clientAuthentication(as: NonNullable<Document['authorizationServer']>, clientId: string, files: ServerFiles, p: Problems): ClientAuthConfig | undefined {
   const at = 'authorization_server';
   switch (as.clientAuthMethod) {
     case 'client_secret_basic':
     case 'client_secret_post':
       if (as.clientSecret === undefined) return void p.add(`${at}.client_secret`, `is required for ${as.clientAuthMethod}`);
       return { method: as.clientAuthMethod, clientId, secret: as.clientSecret };
-    case 'private_key_jwt': {
+    case 'private_key_jwt':
       if (as.privateKeyFile === undefined) return void p.add(`${at}.private_key_file`, 'is required for private_key_jwt');
-      const key = p.privateKey(`${at}.private_key_file`, as.privateKeyFile);
-      if (!key) return undefined;
-      const usable = algorithmsFor(key.key);
-      if (usable.length === 0) return void p.add(`${at}.private_key_file`, `${key.path}: unsupported key type for private_key_jwt (RSA, EC P-256/384/521 or Ed25519)`);
-      const algorithm = as.signingAlgorithm ?? (usable[0] as string);
-      if (!usable.includes(algorithm)) return void p.add(`${at}.signing_algorithm`, `"${algorithm}" cannot sign with this key (one of ${usable.join(', ')})`);
-      return { method: 'private_key_jwt', clientId, key, algorithm, audience: as.assertionAudience ?? as.issuer };
-    }
-    case 'tls_client_auth': {
+      if (!files.privateKey || !files.algorithm) return undefined; // its problem is reported already
+      return { method: 'private_key_jwt', clientId, key: files.privateKey, algorithm: files.algorithm, audience: as.assertionAudience ?? as.issuer };
+    case 'tls_client_auth':
       if (as.clientCertFile === undefined) p.add(`${at}.client_cert_file`, 'is required for tls_client_auth');
       if (as.clientKeyFile === undefined) p.add(`${at}.client_key_file`, 'is required for tls_client_auth');
-      const cert = p.certificates(`${at}.client_cert_file`, as.clientCertFile);
-      const key = p.privateKey(`${at}.client_key_file`, as.clientKeyFile);
-      if (!cert || !key) return undefined;
-      if (!keyMatches(cert, key)) return void p.add(`${at}.client_key_file`, `${key.path} is not the private key of client_cert_file's certificate`);
-      return { method: 'tls_client_auth', clientId, cert, key };
-    }
+      if (!files.tlsClient) return undefined;
+      return { method: 'tls_client_auth', clientId, cert: files.tlsClient.cert, key: files.tlsClient.key };
   }
 }
 
@@ -121,13 +138,13 @@ function resolveAuthorizationServer(doc: Document, p: Problems): AuthorizationSe
   [['issuer', as.issuer], ['introspection_endpoint', as.introspectionEndpoint], ['jwks_uri', as.jwksUri]].forEach(([key, value]) => {
     if (value !== undefined && !URL.canParse(value)) p.add(`${at}.${key}`, `"${value}" is not an http(s) URL`);
   });
-  if (as.signingAlgorithm !== undefined && as.clientAuthMethod !== 'private_key_jwt') p.add(`${at}.signing_algorithm`, 'applies to client_auth_method: private_key_jwt only');
+  const files = serverFiles(as, p);
 
   let introspection: IntrospectionConfig | undefined;
   if (mode !== 'jwt') {
     if (as.introspectionEndpoint === undefined) p.add(`${at}.introspection_endpoint`, 'is required');
     if (as.clientId === undefined) p.add(`${at}.client_id`, 'is required');
-    const authentication = as.clientId === undefined ? undefined : clientAuthentication(as, as.clientId, p);
+    const authentication = as.clientId === undefined ? undefined : clientAuthentication(as, as.clientId, files, p);
     if (as.introspectionEndpoint !== undefined && authentication) introspection = { endpoint: as.introspectionEndpoint, authentication, signed: as.signedIntrospection };
   }
   const needsKeys = mode !== 'introspection' || as.signedIntrospection;
@@ -143,7 +160,8 @@ function resolveAuthorizationServer(doc: Document, p: Problems): AuthorizationSe
   else if (mode === 'auto' && introspection && jwt && jwks) validation = { mode, introspection, jwt, jwks };
   const ca = p.certificates(`${at}.ca_file`, as.caFile);
   if (!validation) return undefined;
-  const tlsClient = introspection?.authentication.method === 'tls_client_auth' ? introspection.authentication : undefined;
+  // On every connection to the server (introspection and JWKS alike), as the method says.
+  const tlsClient = as.clientAuthMethod === 'tls_client_auth' ? files.tlsClient : undefined;
   return {
     issuer: as.issuer,
     timeoutMs: as.timeoutMs,

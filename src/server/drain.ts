@@ -48,6 +48,8 @@ export interface Startable {
   start(): void;
   /** The response's 'close' event. */
   closed(): void;
+  /** certbound is about to cut the connection for a limit (the client read nothing for send_timeout_ms): not a client that left. */
+  cut(): void;
   /** Closed before it started: nothing to run; the handler's bookkeeping ends. */
   abandoned(): void;
 }
@@ -130,6 +132,7 @@ export function trackConnections(server: Server, tls: boolean, options: TrackerO
         state.stalledSince = now;
       } else if (now - state.stalledSince >= limit) {
         options.onLimit('read_stalled');
+        for (const entry of state.entries) entry.request.cut();
         socket.destroy();
       }
     }

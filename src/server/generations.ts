@@ -21,11 +21,21 @@ export function createGenerations(initial: Gateway): Generations {
   let current = initial;
   const holds = new Map<Gateway, number>();
   const retiring = new Set<Gateway>();
+  /**
+   * Closes a gateway nobody holds. Its token validator, if another live gateway still uses it (a
+   * chain of reloads that kept validation as it was), passes to that one first, so it is closed
+   * only with the last gateway using it.
+   */
+  const close = (gateway: Gateway): void => {
+    const heir = [current, ...retiring].find((g) => g !== gateway && g.tokens !== undefined && g.tokens === gateway.tokens);
+    if (heir) takeOverTokens(heir, gateway);
+    void gateway.close();
+  };
   const release = (gateway: Gateway): void => {
     const left = (holds.get(gateway) ?? 1) - 1;
     if (left > 0) return void holds.set(gateway, left);
     holds.delete(gateway);
-    if (retiring.delete(gateway)) void gateway.close();
+    if (retiring.delete(gateway)) close(gateway);
   };
   return {
     current: () => current,
@@ -40,7 +50,7 @@ export function createGenerations(initial: Gateway): Generations {
       takeOverTokens(next, previous);
       current = next;
       if (holds.has(previous)) retiring.add(previous);
-      else void previous.close();
+      else close(previous);
       return previous;
     },
     async closeAll() {

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import { GatewayError } from '../errors.js';
-import type { TokenClaims } from './types.js';
+import type { IdentityValues, TokenClaims } from './types.js';
 
 /** What validating a token yields: its claims, or the authorization server's "not active". */
 export type Outcome = { readonly active: true; readonly claims: TokenClaims } | { readonly active: false };
@@ -46,22 +46,53 @@ export function claimsOf(
   const exp = seconds('exp');
   const nbf = seconds('nbf');
   const iat = seconds('iat');
-  const scopes = new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== ''));
-  return {
-    scopes,
-    ...(clientId === undefined ? {} : { clientId }),
-    ...(subject === undefined ? {} : { subject }),
-    ...(typeof thumbprint === 'string' ? { x5tS256: thumbprint, x5tS256Bytes: Buffer.from(thumbprint) } : {}),
-    forwarded: {
-      ...(clientId ? { clientId: headerValue(clientId) } : {}),
-      ...(subject ? { subject: headerValue(subject) } : {}),
-      ...(scopes.size > 0 ? { scope: headerValue([...scopes].join(' ')) } : {}),
-    },
-    ...(exp === undefined ? {} : { exp }),
-    ...(nbf === undefined ? {} : { nbf }),
-    ...(iat === undefined ? {} : { iat }),
-    ...(iss === undefined ? {} : { iss }),
-  };
+  return new Claims(scope, clientId, subject, typeof thumbprint === 'string' ? thumbprint : undefined, exp, nbf, iat, iss);
+}
+
+/**
+ * A token's claims. What requests need of them beyond the members (the thumbprint's bytes for
+ * the constant-time binding check, the identity headers' values) is derived on first use and kept
+ * here: a cached token's claims serve every request that carries it, and an entry the cache holds
+ * but no request reads again costs nothing more (a million cached tokens: BENCHMARKS.md).
+ */
+class Claims implements TokenClaims {
+  readonly scopes: ReadonlySet<string>;
+  // `declare`: a member is set only when the token has it, not defined as undefined on every instance.
+  declare readonly clientId?: string;
+  declare readonly subject?: string;
+  declare readonly x5tS256?: string;
+  declare readonly exp?: number;
+  declare readonly nbf?: number;
+  declare readonly iat?: number;
+  declare readonly iss?: string;
+  private bytes: Buffer | undefined = undefined;
+  private values: IdentityValues | undefined = undefined;
+
+  constructor(scope: string | undefined, clientId?: string, subject?: string, x5tS256?: string, exp?: number, nbf?: number, iat?: number, iss?: string) {
+    this.scopes = new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== ''));
+    if (clientId !== undefined) this.clientId = clientId;
+    if (subject !== undefined) this.subject = subject;
+    if (x5tS256 !== undefined) this.x5tS256 = x5tS256;
+    if (exp !== undefined) this.exp = exp;
+    if (nbf !== undefined) this.nbf = nbf;
+    if (iat !== undefined) this.iat = iat;
+    if (iss !== undefined) this.iss = iss;
+  }
+
+  get x5tS256Bytes(): Buffer | undefined {
+    if (this.x5tS256 === undefined) return undefined;
+    this.bytes ??= Buffer.from(this.x5tS256);
+    return this.bytes;
+  }
+
+  get forwarded(): IdentityValues {
+    this.values ??= {
+      ...(this.clientId ? { clientId: headerValue(this.clientId) } : {}),
+      ...(this.subject ? { subject: headerValue(this.subject) } : {}),
+      ...(this.scopes.size > 0 ? { scope: headerValue([...this.scopes].join(' ')) } : {}),
+    };
+    return this.values;
+  }
 }
 
 /** Printable ASCII as is, anything else percent-encoded as UTF-8: a header value that cannot smuggle a line. */

@@ -503,3 +503,28 @@ t.test('an upstream refusing an upgrade with a chunked answer: clean framing and
   t.equal(res.header('x-fapi-interaction-id'), id);
   for (const h of ['transfer-encoding', 'x-secret', 'keep-alive']) t.equal(res.header(h), undefined, h);
 });
+
+t.test('a client cut for reading nothing (send_timeout_ms) is recorded as a cut, not as a client that left', async (t) => {
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  for (const [label, listen, timeoutMs] of [
+    ['send_timeout_ms', { send_timeout_ms: 1000 }, 60_000],
+    ['the upstream timeout_ms', { send_timeout_ms: 60_000 }, 1000],
+  ] as const) {
+    const g = await startGateway({
+      listen,
+      upstreams: { bank: { url: upstream.url, timeout_ms: timeoutMs } },
+      routes: [{ name: 'open', path_prefix: '/open', upstream: 'bank', auth: 'none' }],
+    });
+    const conn = await rawConnect({ port: Number(new URL(g.url).port) });
+    conn.socket.pause(); // never reads the 8 MiB answer
+    await conn.write('GET /open/big HTTP/1.1\r\nHost: x\r\n\r\n');
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !g.logs.some((l) => l.msg === 'request')) await new Promise((r) => setTimeout(r, 25));
+    conn.socket.destroy();
+    t.match(g.logs.find((l) => l.msg === 'request'), { status: 200, outcome: 'forwarded', upstream: 'bank' }, `cut by ${label}`);
+    const cut = (await g.metrics.clientErrors.get()).values.find((v) => v.labels.kind === 'read_stalled')?.value;
+    t.equal(cut, 1, `counted as read_stalled (${label})`);
+    await g.close();
+  }
+});

@@ -257,6 +257,51 @@ t.test('what would break every request later is refused now, with its key path',
   t.same(build(tlsAuth), [`authorization_server.client_key_file: ${join(dir, 'a.key')} is not the private key of client_cert_file's certificate`]);
 });
 
+t.test('only an expanded ${VAR} becomes a number or boolean; a value written in the file keeps its YAML type', async (t) => {
+  const base = { upstreams: { u: 'http://x' }, routes: [{ name: 'r', path_prefix: '/', upstream: 'u', auth: 'none' }] };
+  const c = buildConfig({ ...base, listen: { port: '${P}', keep_alive_timeout_ms: '${K:-5000}' }, client_certificate: { verify: { check_validity: '${V}' } } }, { env: { P: '8080', V: 'false' } });
+  t.equal(c.listen.port, 8080);
+  t.equal(c.listen.keepAliveTimeoutMs, 5000);
+  t.equal(c.clientCertificate.verify.checkValidity, false);
+  t.same(problems({ ...base, listen: { port: true }, client_certificate: { verify: { check_validity: 0 } } }), [
+    'listen.port: must be an integer from 0 to 65535',
+    'client_certificate.verify.check_validity: must be true or false',
+  ]);
+  t.same(problems({ ...base, routes: [{ ...base.routes[0], forward_authorization: 1 }] }), ['routes[0].forward_authorization: must be true or false']);
+  t.same(problems({ ...minimal(), authorization_server: { ...minimal().authorization_server, client_secret: true } }), ['authorization_server.client_secret: must be a string']);
+  t.same(problems({ ...base, listen: { port: '8443' } }), ['listen.port: must be an integer from 0 to 65535'], 'a quoted number in the file is a string');
+  t.same(problems({ ...base, listen: { port: '${P}' } }, { P: 'eighty' }), ['listen.port: must be an integer from 0 to 65535']);
+});
+
+t.test('authorization server files are read whenever named; the TLS client certificate goes on every connection to the server', async (t) => {
+  const { createCa } = await import('../fixtures/pki.js');
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-config-as-'));
+  const ca = await createCa({ commonName: 'AS files CA' });
+  const me = await ca.issue({ commonName: 'certbound', kind: 'client' });
+  writeFileSync(join(dir, 'me.crt'), me.certPem);
+  writeFileSync(join(dir, 'me.key'), me.keyPem);
+  const jwt = (extra: Record<string, unknown>) => ({
+    token_validation: 'jwt',
+    authorization_server: { issuer: 'https://as.example', jwks_uri: 'https://as.example/jwks', audience: 'https://api', ...extra },
+    upstreams: { u: 'http://x' },
+    routes: [{ name: 'r', path_prefix: '/', upstream: 'u' }],
+  });
+  const c = buildConfig(jwt({ client_auth_method: 'tls_client_auth', client_cert_file: 'me.crt', client_key_file: 'me.key' }), { env: {}, baseDir: dir });
+  t.equal(c.authorizationServer?.clientCertificate?.cert.path, join(dir, 'me.crt'), 'jwt mode: the JWKS fetch presents it too');
+  t.ok(c.files.includes(join(dir, 'me.key')), 'and the reload watcher follows it');
+  const missing = (doc: Record<string, unknown>): string[] => {
+    try {
+      buildConfig(doc, { env: { SECRET: 's' }, baseDir: dir });
+      return [];
+    } catch (e) {
+      return [...(e as ConfigError).problems];
+    }
+  };
+  t.same(missing(jwt({ private_key_file: 'gone.key' })), [`authorization_server.private_key_file: cannot read ${join(dir, 'gone.key')}: ENOENT`], 'named but unused in this mode: still read');
+  t.same(missing({ ...minimal(), authorization_server: { ...minimal().authorization_server, client_cert_file: 'gone.crt' } }), [`authorization_server.client_cert_file: cannot read ${join(dir, 'gone.crt')}: ENOENT`]);
+  t.same(missing({ ...minimal(), authorization_server: { ...minimal().authorization_server, signing_algorithm: 'ES256' } }), [], 'a valid signing_algorithm unused by client_secret_basic is accepted, as before');
+});
+
 t.test('the route name "none" is reserved for requests that match no route', async (t) => {
   t.same(problems({ upstreams: { u: 'http://x' }, routes: [{ name: 'none', path_prefix: '/', upstream: 'u', auth: 'none' }] }), [
     'routes[0].name: "none" is reserved: requests that match no route are counted and logged under it',
