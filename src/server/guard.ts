@@ -3,17 +3,19 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Metrics } from '../observability/metrics.js';
 import { uuidV4 } from '../uuid.js';
-import { rawResponse } from '../respond.js';
+import { errorResponse, rawResponse } from '../respond.js';
+import { GatewayError } from '../errors.js';
 
-/** What each client error Node reports is, for the metric and the status of the answer. */
-function kindOf(code: string | undefined): { kind: string; status: number } {
+/** What each client error Node reports is: the metric's kind, and the error certbound answers it with. */
+function kindOf(code: string | undefined): { kind: string; error: GatewayError } {
   switch (code) {
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return { kind: 'request_timeout', status: 408 };
+      return { kind: 'request_timeout', error: new GatewayError('request_timeout', 'the request did not arrive in time') };
     case 'HPE_HEADER_OVERFLOW':
-      return { kind: 'header_overflow', status: 431 };
+      // Also what Node 24's parser reports for a header block with too many lines, before certbound sees it.
+      return { kind: 'header_overflow', error: new GatewayError('too_many_headers', 'request header fields too large') };
     default:
-      return { kind: 'parse_error', status: 400 };
+      return { kind: 'parse_error', error: new GatewayError('bad_request', 'malformed request') };
   }
 }
 
@@ -28,7 +30,8 @@ export interface GuardDeps {
 /** A client that never reads its last answer is destroyed this long after it (an idle socket's FIN is not waited for). */
 const LINGER_MS = 1000;
 
-const answer = (status: number): string => rawResponse({ status, headers: {}, body: '' }, uuidV4());
+/** The same JSON error body and headers as any refusal (respond.ts), framed for a bare socket. */
+const answer = (error: GatewayError): string => rawResponse(errorResponse(error, undefined, 'certbound'), uuidV4());
 
 /**
  * The traffic listener's edges: connections refused beyond max_connections are counted, open
@@ -60,17 +63,17 @@ export function guardTraffic(server: Server, deps: GuardDeps): void {
     if (error.code === 'ECONNRESET' || error.code === 'EPIPE') return void socket.destroy();
     if (handled.has(socket)) return;
     handled.add(socket);
-    const { kind, status } = kindOf(error.code);
+    const { kind, error: refusal } = kindOf(error.code);
     metrics.clientErrors.inc({ kind });
     if (kind === 'request_timeout') {
-      if (socket.writable && deps.mayAnswer(socket)) socket.write(answer(status));
+      if (socket.writable && deps.mayAnswer(socket)) socket.write(answer(refusal));
       return void socket.destroy();
     }
     deps.afterResponses(socket, () => {
       if (!socket.writable) return void socket.destroy();
       const linger = setTimeout(() => socket.destroy(), LINGER_MS);
       linger.unref();
-      const last = error.code === 'HPE_CLOSED_CONNECTION' ? '' : answer(status);
+      const last = error.code === 'HPE_CLOSED_CONNECTION' ? '' : answer(refusal);
       socket.end(last, () => {
         clearTimeout(linger);
         socket.destroy();
