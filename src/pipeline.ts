@@ -28,7 +28,7 @@ export interface RequestHandle {
   closed(): void;
   /** The client left before the request was started (a pipelined one, waiting its turn): nothing ran, nothing to record. */
   abandoned(): void;
-  /** certbound cuts the connection for a limit (send_timeout_ms): recorded as such, not as a client that left. */
+  /** certbound cuts the connection for a limit (a timeout): recorded as such, not as a client that left. */
   cut(): void;
 }
 
@@ -152,10 +152,10 @@ class Exchange implements ForwardCompletion, RequestHandle {
     const { res, route, obs } = this;
     try {
       // Nobody is there to answer: a client that left is not the upstream's or the server's failure
-      // (a bug is still logged).
+      // (a bug is still logged). One certbound cut for a timeout is recorded as that.
       if (this.clientGone && !res.headersSent) {
         if (!isGatewayError(error)) obs.log.error({ err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error), interaction_id: this.interactionId }, 'unexpected error');
-        return this.finish(CLIENT_CLOSED_STATUS, 'client_closed', undefined, 0);
+        return this.cutForLimit ? this.finish(408, 'request_timeout', undefined, 0) : this.finish(CLIENT_CLOSED_STATUS, 'client_closed', undefined, 0);
       }
       const limit = isGatewayError(error) ? CLIENT_LIMITS[error.code] : undefined;
       if (limit) obs.metrics.clientErrors.inc({ kind: limit });

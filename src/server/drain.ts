@@ -75,6 +75,8 @@ export interface ConnectionTracker {
   readonly mayAnswer: (socket: object) => boolean;
   /** Runs `fn` once no request is under way on this connection (at once if none is). */
   readonly afterResponses: (socket: object, fn: () => void) => void;
+  /** Tells every request under way on this connection that certbound is cutting it for a limit. */
+  readonly cut: (socket: object) => void;
   /**
    * Stops accepting, asks every response not yet started to close its connection, and closes
    * idle connections (see DRAIN_IDLE_CLOSE_MS). Resolves once every connection has ended, or
@@ -190,6 +192,9 @@ export function trackConnections(server: Server, tls: boolean, options: TrackerO
       }
     },
     certificatesOf: (socket) => connections.get(socket)?.certificates ?? {},
+    cut: (socket) => {
+      for (const entry of connections.get(socket as Socket)?.entries ?? []) entry.request.cut();
+    },
     afterResponses(socket, fn) {
       const state = connections.get(socket as Socket);
       if (state === undefined || state.entries.length === 0) return fn();

@@ -25,6 +25,8 @@ export interface GuardDeps {
   readonly mayAnswer: (socket: object) => boolean;
   /** Runs `fn` once no request is under way on this connection. */
   readonly afterResponses: (socket: object, fn: () => void) => void;
+  /** Tells the requests under way on this connection that certbound cuts it (recorded as a timeout, not as a client that left). */
+  readonly cut: (socket: object) => void;
 }
 
 /** A client that never reads its last answer is destroyed this long after it (an idle socket's FIN is not waited for). */
@@ -67,6 +69,7 @@ export function guardTraffic(server: Server, deps: GuardDeps): void {
     metrics.clientErrors.inc({ kind });
     if (kind === 'request_timeout') {
       if (socket.writable && deps.mayAnswer(socket)) socket.write(answer(refusal));
+      deps.cut(socket);
       return void socket.destroy();
     }
     deps.afterResponses(socket, () => {

@@ -81,7 +81,7 @@ function serveTraffic(config: Config, generations: Generations, observers: Obser
     onLimit: (kind) => observers.metrics.clientErrors.inc({ kind }),
   });
   connections.tracker = tracker;
-  guardTraffic(traffic, { metrics: observers.metrics, mayAnswer: tracker.mayAnswer, afterResponses: tracker.afterResponses });
+  guardTraffic(traffic, { metrics: observers.metrics, mayAnswer: tracker.mayAnswer, afterResponses: tracker.afterResponses, cut: tracker.cut });
 
   // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: tracked here.
   const tunnels = new Set<Duplex>();

@@ -195,6 +195,8 @@ t.test('request_timeout_ms: the client is destroyed (not half-closed) and its up
   await eventually(() => hanging.events.cancelled - before.cancelled === 1);
   t.equal(hanging.events.cancelled - before.cancelled, 1, 'the upstream request was cancelled');
   t.equal(await metric(g, 'certbound_client_errors_total', { kind: 'request_timeout' }), 1);
+  await eventually(() => g.logs.some((l) => l.msg === 'request' && l.path === '/narrow/hang-request'));
+  t.match(g.logs.find((l) => l.msg === 'request' && l.path === '/narrow/hang-request'), { status: 408, reason: 'request_timeout', outcome: 'rejected', upstream: 'narrow' }, 'recorded as the timeout it was, not as a client that left');
   const next = only(await rawExchange({ port: portOf(g), send: 'GET /narrow/after HTTP/1.1\r\nHost: bank.example\r\n\r\n', expect: 1 }));
   t.equal(next.status, 200, 'the pool is free');
 });
