@@ -29,16 +29,21 @@ function version(): string {
   return pkg.version;
 }
 
-/** Loads and compiles the gateway exactly as `serve` does, then lets it go: no listener, no network. */
-async function validate(config: Config): Promise<boolean> {
+/** Every problem on its own line, with its key path; exit status 1. */
+function report(error: ConfigError): void {
+  for (const problem of error.problems) process.stderr.write(`${problem}\n`);
+  process.exitCode = 1;
+}
+
+/** Loads and compiles the gateway exactly as `serve` does (which compiles it at start), then lets it go: no listener, no network. */
+async function validate(path: string): Promise<Config | undefined> {
   try {
+    const config = loadConfig(path);
     await compileGateway(config).close();
-    return true;
+    return config;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    for (const problem of error.problems) process.stderr.write(`${problem}\n`);
-    process.exitCode = 1;
-    return false;
+    return void report(error);
   }
 }
 
@@ -47,9 +52,7 @@ function load(path: string): Config | undefined {
     return loadConfig(path);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    for (const problem of error.problems) process.stderr.write(`${problem}\n`);
-    process.exitCode = 1;
-    return undefined;
+    return void report(error);
   }
 }
 
@@ -76,10 +79,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const path = values.config ?? process.env.CERTBOUND_CONFIG ?? 'gateway.yaml';
+  if (command === 'validate') {
+    const valid = await validate(path);
+    if (valid) process.stdout.write(`${path}: valid (${valid.routes.length} routes)\n`);
+    return;
+  }
   const config = load(path);
   if (!config) return;
-  if (!(await validate(config))) return;
-  if (command === 'validate') return void process.stdout.write(`${path}: valid (${config.routes.length} routes)\n`);
 
   const { log, access } = createLogging(config.logging.level, logDestination(config.logging.flushIntervalMs));
   const metrics = createMetrics();
@@ -98,8 +104,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   try {
     runtime = await startRuntime(config, { log, access, metrics, configPath: path });
   } catch (error) {
+    // What the compile step refuses (startRuntime compiles before it listens) reads as validate's output.
+    if (error instanceof ConfigError) report(error);
+    else process.stderr.write(`cannot start: ${(error as Error).message}\n`);
     log.fatal({ msg: 'cannot start', err: (error as Error).message });
-    process.stderr.write(`cannot start: ${(error as Error).message}\n`);
     log.flush(() => process.exit(1));
     return;
   }

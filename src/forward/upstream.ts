@@ -89,15 +89,15 @@ export function createUpstream(config: UpstreamConfig, series: UpstreamSeries): 
   const capacity = config.connections + config.maxPending;
   const ended = (): void => void inFlight--;
 
-  const takeSlot = (countError: (kind: UpstreamErrorKind) => void): void => {
+  const takeSlot = (completion: { countError(kind: UpstreamErrorKind): void }): void => {
     if (inFlight >= capacity) {
-      countError('overloaded');
+      completion.countError('overloaded');
       throw new GatewayError('upstream_overloaded', 'upstream busy: every connection and queue slot is taken', { retryAfter: OVERLOADED_RETRY_AFTER_SECONDS });
     }
   };
 
   function forward(call: UpstreamCall, res: ServerResponse, completion: ForwardCompletion): Forwarded {
-    takeSlot((kind) => completion.countError(kind));
+    takeSlot(completion);
     const waits = inFlight >= config.connections;
     inFlight++;
     const forwarding = new Forwarding(call, res, completion, config.timeoutMs, waits, ended);
@@ -106,18 +106,16 @@ export function createUpstream(config: UpstreamConfig, series: UpstreamSeries): 
   }
 
   function upgrade(call: TunnelCall, client: Duplex, completion: TunnelCompletion): Tunnelling {
-    takeSlot((kind) => completion.countError(kind));
+    takeSlot(completion);
     inFlight++;
-    return openTunnel(pool, call, client, { timeoutMs: config.timeoutMs, idleTimeoutMs: config.tunnelIdleTimeoutMs }, {
-      countError: (kind) => completion.countError(kind),
-      opened: (outcome) => completion.opened(outcome),
-      answered: (outcome) => completion.answered(outcome),
-      failed: (error) => completion.failed(error),
+    const freeSlot: TunnelCompletion = {
+      ...completion,
       ended: () => {
         ended();
         completion.ended();
       },
-    });
+    };
+    return openTunnel(pool, call, client, { timeoutMs: config.timeoutMs, idleTimeoutMs: config.tunnelIdleTimeoutMs }, freeSlot);
   }
 
   let closing: Promise<void> | undefined;

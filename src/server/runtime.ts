@@ -10,13 +10,11 @@ import type { RequestRecord } from '../observability/record.js';
 import { createRecorder } from '../observability/record.js';
 import { createAdminServer, type Readiness } from './admin.js';
 import { logFields, summarize, type CertificateSummary } from './certificates.js';
-import { trackConnections, type ConnectionTracker } from './drain.js';
+import { trackConnections } from './drain.js';
 import { applyTimeouts, createTrafficServer, listen } from './listeners.js';
 import { guardTraffic } from './guard.js';
 import { createGenerations, type Generations } from './generations.js';
 import { createReloader } from './reload.js';
-
-export { keepRestartOnly } from './reload.js';
 
 export interface RuntimeOptions extends Omit<Observers, 'record'> {
   /** The access line writer (observability/logger.ts createLogging): same destination as `log`. */
@@ -59,10 +57,9 @@ function exposeCertificates(metrics: Observers['metrics'], summary: CertificateS
 function serveTraffic(config: Config, generations: Generations, observers: Observers) {
   let handling = 0;
   let allHandled: (() => void) | undefined;
-  const connections: { tracker?: ConnectionTracker } = {};
+  // The handler runs only once the server listens, after `tracker` below is set.
   const traffic = createTrafficServer(config, (req: IncomingMessage, res: ServerResponse) => {
     try {
-      const tracker = connections.tracker as ConnectionTracker;
       const gateway = generations.hold();
       handling++;
       const request = exchange(req, res, tracker.certificatesOf(req.socket), gateway, observers, () => {
@@ -80,7 +77,6 @@ function serveTraffic(config: Config, generations: Generations, observers: Obser
     sendTimeoutMs: () => generations.current().config.listen.sendTimeoutMs,
     onLimit: (kind) => observers.metrics.clientErrors.inc({ kind }),
   });
-  connections.tracker = tracker;
   guardTraffic(traffic, { metrics: observers.metrics, mayAnswer: tracker.mayAnswer, afterResponses: tracker.afterResponses, cut: tracker.cut });
 
   // Upgraded (WebSocket) sockets leave the HTTP server's connection tracking: tracked here.

@@ -195,6 +195,13 @@ function fakeClient(writes: 'accept' | 'slow' | 'stall'): Duplex & { received: B
   return Object.assign(client, { received });
 }
 
+/** A raw client that has sent the upgrade request. */
+async function upgrading(t: Test, port: number): Promise<RawConnection> {
+  const client = await connectRaw(t, port);
+  await client.write(upgradeRequest());
+  return client;
+}
+
 async function connectRaw(t: Test, port: number): Promise<RawConnection> {
   const conn = await rawConnect({ port });
   t.teardown(() => conn.destroy());
@@ -268,8 +275,7 @@ t.test('bytes sent with the 101 are not lost; the upstream closing closes the cl
     });
   });
   const gw = await gatewayFor(t, poolFor(t, up.url));
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   const first = await client.wait(1);
   t.equal(first.responses[0]?.status, 101);
   t.same(first.responses[0]?.headers['x-fapi-interaction-id'], [ID]);
@@ -292,8 +298,7 @@ t.test('an upstream that resets an open tunnel tears the client down', async (t)
     });
   });
   const gw = await gatewayFor(t, poolFor(t, up.url));
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   t.equal((await client.wait(1)).responses[0]?.status, 101);
   await client.write('x');
   t.ok((await client.wait()).closed);
@@ -313,8 +318,7 @@ t.test('an upstream refusing the upgrade: its answer relayed, cleaned, Connectio
   const port = await listen(refuser);
   t.teardown(() => new Promise<void>((r) => refuser.close(() => r())));
   const gw = await gatewayFor(t, poolFor(t, `http://127.0.0.1:${port}`));
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   const got = await client.wait();
   t.ok(got.closed, 'closed after the body');
   const res = got.responses[0];
@@ -379,8 +383,7 @@ t.test('a large refusal through a slow reader arrives whole, with backpressure',
 t.test('an upstream that cuts its refusal mid-body: the client is cut, counted as reset', async (t) => {
   const url = await refusingUpstream(t, 'HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\npartial', true);
   const gw = await gatewayFor(t, poolFor(t, url));
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   const got = await client.wait();
   t.ok(got.closed);
   t.equal(got.responses.length, 0, 'no complete response');
@@ -393,8 +396,7 @@ t.test('an upstream that cuts its refusal mid-body: the client is cut, counted a
 t.test('a 101 without Upgrade: undici fails it, the caller answers 502', async (t) => {
   const up = await rawUpstream(t, (socket) => socket.once('data', () => socket.write('HTTP/1.1 101 Switching Protocols\r\n\r\n')));
   const gw = await gatewayFor(t, poolFor(t, up.url));
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   const got = await client.wait();
   t.equal(got.responses[0]?.status, 502);
   await gw.only().done;
@@ -408,8 +410,7 @@ t.test('upstream down: failed(upstream_unavailable), counted as refused', async 
   const port = await listen(gone);
   await new Promise<void>((r) => gone.close(() => r()));
   const gw = await gatewayFor(t, poolFor(t, `http://127.0.0.1:${port}`));
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   const got = await client.wait();
   t.equal(got.responses[0]?.status, 502);
   await gw.only().done;
@@ -440,8 +441,7 @@ t.test('an upstream that never answers: failed(upstream_timeout) after timeoutMs
 t.test('the pool’s own headersTimeout, when shorter, is an upstream_timeout too', async (t) => {
   const up = await rawUpstream(t, hang);
   const gw = await gatewayFor(t, poolFor(t, up.url, { headersTimeout: 300 }), { timeoutMs: 10_000, idleTimeoutMs: 5000 });
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   t.equal((await client.wait()).responses[0]?.status, 504);
   await gw.only().done;
   t.same(gw.only().events, ['failed', 'ended']);
@@ -475,8 +475,7 @@ t.test('an upgrade queued behind a busy connection gets its deadline from dispat
 t.test('idle tunnel: kept while bytes move, cut after idleTimeoutMs of silence', async (t) => {
   const up = await wsUpstream(t);
   const gw = await gatewayFor(t, poolFor(t, up.url), { timeoutMs: 2000, idleTimeoutMs: 800 });
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   t.equal((await client.wait(1)).responses[0]?.status, 101);
   // Longer than the idle bound in all, with bytes moving every 50 ms.
   for (let i = 0; i < 24; i++) {
@@ -497,8 +496,7 @@ t.test('idle tunnel: kept while bytes move, cut after idleTimeoutMs of silence',
 t.test('a client that leaves mid-handshake aborts the upstream attempt', async (t) => {
   const up = await rawUpstream(t, hang);
   const gw = await gatewayFor(t, poolFor(t, up.url), { timeoutMs: 5000, idleTimeoutMs: 5000 });
-  const client = await connectRaw(t, gw.port);
-  await client.write(upgradeRequest());
+  const client = await upgrading(t, gw.port);
   await eventually(() => up.sockets.size === 1);
   (client.socket as Socket).resetAndDestroy();
   await eventually(() => gw.tunnels.length === 1);

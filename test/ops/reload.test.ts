@@ -7,7 +7,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { stringify } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
-import { keepRestartOnly } from '../../src/server/runtime.js';
+import { keepRestartOnly } from '../../src/server/reload.js';
 import { createCa, type Issued } from '../fixtures/pki.js';
 import { startIntrospection, startUpstream } from '../helpers/servers.js';
 import { call, tlsClient } from '../helpers/client.js';
