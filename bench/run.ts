@@ -7,6 +7,7 @@ import { writeDemoPki } from '../test/fixtures/pki.js';
 import type { LoadResult, LoadSpec } from './load/generate.js';
 import { compile, logDirectory, startChild, runChild, type Child } from './lib/proc.js';
 import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';
+import { revocationPhase } from './revocation.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
@@ -15,7 +16,7 @@ const CONNECTIONS = env('BENCH_CONNECTIONS', 50);
 /** (2) and (3) alternate this many times; the median run of each is reported (other tenants make single runs noisy). */
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const MEMORY_TOKENS = env('BENCH_MEMORY_TOKENS', 1_000_000);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,rate,cold,memory').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,rate,cold,memory').split(','));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 
 /** Documented in BENCHMARKS.md: ~1.3 × the peak RSS measured with 1,000,000 cached tokens (1,059 and 1,212 MiB in two runs). */
@@ -74,12 +75,13 @@ function gatewayDoc(opts: { level: string; tls: boolean }) {
 }
 
 let gatewayCount = 0;
-async function startGateway(opts: { level: string; tls: boolean; profile?: boolean }): Promise<Child<{ port: number }>> {
+const startGateway = (opts: { level: string; tls: boolean; profile?: boolean }): Promise<Child<{ port: number }>> => startGatewayFrom(gatewayDoc(opts), opts.profile);
+async function startGatewayFrom(doc: Record<string, unknown>, profile = false): Promise<Child<{ port: number }>> {
   const logFile = join(logDir, `access-${++gatewayCount}.log`);
   // BENCH_GATEWAY_NODE_ARGS: extra node flags for certbound (tuning experiments, e.g. GC sizes).
   const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const nodeArgs = [...extra, ...(opts.profile && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, 'certbound')] : [])];
-  const child = await startChild<{ port: number }>('servers/gateway.ts', { doc: gatewayDoc(opts), baseDir: dir, logFile }, nodeArgs);
+  const nodeArgs = [...extra, ...(profile && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, 'certbound')] : [])];
+  const child = await startChild<{ port: number }>('servers/gateway.ts', { doc, baseDir: dir, logFile }, nodeArgs);
   return {
     ...child,
     stop: async () => {
@@ -176,6 +178,12 @@ if (ONLY.has('hot')) {
   check(`(3)/(2) throughput ≥ ${TARGET_RATIO} (medians)`, ratio >= TARGET_RATIO, `${round(ratio, 3)} (${Math.round(p3.r.rps)} / ${Math.round(p2.r.rps)} req/s)`);
   check(`(3w)/(2) throughput, access log at warn, ≥ ${TARGET_RATIO}`, p3w.rps / p2.r.rps >= TARGET_RATIO, `${round(p3w.rps / p2.r.rps, 3)} (${Math.round(p3w.rps)} / ${Math.round(p2.r.rps)} req/s)`);
   check('hot path: one introspection call per gateway process for the cached token', hotCalls === ROUNDS, `${hotCalls} call(s) for ${ROUNDS} processes`);
+}
+
+if (ONLY.has('revocation')) {
+  results.revocation = await revocationPhase({
+    dir, upstreamUrl, rounds: ROUNDS, path: PATH, token: HOT_TOKEN, startGateway: (doc) => startGatewayFrom(doc), wrkRun, median, row: (name, x) => rows.push(row(name, x)), check, log,
+  });
 }
 
 if (ONLY.has('rate')) {

@@ -29,8 +29,11 @@ export type ErrorCode =
   | 'certificate_header_repeated'
   | 'certificate_header_untrusted'
   | 'transport_certificate_missing'
+  | 'certificate_revoked'
+  | 'insufficient_role'
   // dependencies
   | 'as_unavailable'
+  | 'revocation_unavailable'
   | 'upstream_unavailable'
   | 'upstream_timeout'
   | 'upstream_overloaded';
@@ -40,7 +43,7 @@ export interface ErrorDetails {
   readonly scope?: readonly string[];
   /** Methods the route allows, for `method_not_allowed`. */
   readonly allow?: readonly string[];
-  /** Seconds before retrying, for `as_unavailable` and `upstream_overloaded`. */
+  /** Seconds before retrying, for `as_unavailable`, `revocation_unavailable` and `upstream_overloaded`. */
   readonly retryAfter?: number;
 }
 

@@ -17,6 +17,7 @@ import { NO_ROUTE, createRouteSeries, createUpstreamSeries, type RouteSeries } f
 import type { Logger } from './observability/logger.js';
 import { secureContextOptions } from './server/listeners.js';
 import { authorizerFor, type Authorize } from './stages.js';
+import { createRevocationChecker, type RevocationChecker } from './revocation/checker.js';
 
 /** What the certificate stage reads of a request: data, not the IncomingMessage. */
 export interface RequestView {
@@ -60,12 +61,16 @@ export interface Gateway {
   /** The TLS listener's context options, already accepted by OpenSSL. */
   readonly tls: SecureContextOptions | undefined;
   ready(): boolean;
-  /** Starts what serving needs in the background (the JWKS fetch). `certbound validate` compiles and closes without it. */
+  /** Why it is not ready (the JWKS, CRLs not yet tried), or undefined when it is. */
+  unready(): string | undefined;
+  /** Starts what serving needs in the background (the JWKS fetch, CRL downloads). `certbound validate` compiles and closes without it. */
   start(): void;
-  /** Gives up the token validator it owns, for the gateway that replaces it and reused it (see takeOverTokens). */
-  handOverTokens(): TokenValidator | undefined;
-  /** Owns `validator` from now on, if it is the one this gateway uses. */
-  adoptTokens(validator: TokenValidator | undefined): void;
+  /** Revocation (OCSP, CRL) with its status cache and CRLs, when client_certificate.revocation.mode is not off. */
+  readonly revocation: RevocationChecker | undefined;
+  /** Gives up the parts it owns that `heir` uses too (it reused them: see takeOver). */
+  handOver(heir: Gateway): KeptParts;
+  /** Owns these parts from now on, those of them it uses. */
+  adopt(parts: KeptParts): void;
   /** Closes the upstream pools and the token validator it still owns. Idempotent. */
   close(): Promise<void>;
 }
@@ -78,8 +83,19 @@ export interface GatewayDeps {
   readonly previous?: Gateway;
 }
 
+/**
+ * What a reload keeps when its configuration is unchanged: the token validator (its cache and
+ * keys) and the revocation checker (its status cache and CRLs). Each is owned by exactly one
+ * gateway at a time, which closes it.
+ */
+export interface KeptParts {
+  readonly tokens?: TokenValidator;
+  readonly revocation?: RevocationChecker;
+}
+
 /** File contents serialize as their bytes; parsed certificates and keys, which have no own members, as {}. */
 const canonical = (config: Config): string => JSON.stringify(config.authorizationServer ?? null);
+const canonicalRevocation = (config: Config): string => JSON.stringify(config.clientCertificate.revocation);
 
 /** What TLS itself refuses (a cipher list OpenSSL does not know, a key it cannot use), as a config problem. */
 function tlsOf(config: Config): SecureContextOptions | undefined {
@@ -151,6 +167,13 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
     : undefined;
   const tokens = reused ?? ownedTokens;
 
+  const revocationConfig = config.clientCertificate.revocation;
+  const keptRevocation = previous?.revocation && canonicalRevocation(previous.config) === canonicalRevocation(config) ? previous.revocation : undefined;
+  let ownedRevocation = keptRevocation === undefined && revocationConfig.mode !== 'off'
+    ? createRevocationChecker(revocationConfig, { metrics, ...(deps.log ? { log: deps.log } : {}), ...(deps.clock ? { clock: deps.clock } : {}) })
+    : undefined;
+  const revocation = keptRevocation ?? ownedRevocation;
+
   const upstreams = new Map([...config.upstreams.values()].map((u) => [u.name, createUpstream(u, createUpstreamSeries(metrics, u.name))]));
   const withAuthorization = createDropTable([...protectedHeaders, 'authorization']);
   const withoutAuthorization = createDropTable(protectedHeaders);
@@ -162,9 +185,14 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
     drop: r.forwardAuthorization ? withoutAuthorization : withAuthorization,
     identity: config.identityHeaders,
     series: createRouteSeries(metrics, r.name, HTTP_METHODS),
-    authorize: authorizerFor(r, { readCertificate: certificates.read, tokens }),
+    authorize: authorizerFor(r, { readCertificate: certificates.read, tokens, revocation }),
   }));
 
+  const unready = (): string | undefined => {
+    if (tokens && !tokens.ready()) return 'token validation keys (JWKS) not loaded';
+    if (revocation && !revocation.ready()) return 'CRLs not loaded yet';
+    return undefined;
+  };
   let closing: Promise<void> | undefined;
   return Object.freeze({
     config,
@@ -176,17 +204,27 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
     tokens,
     upstreams,
     tls,
-    ready: () => tokens?.ready() ?? true,
-    start: () => tokens?.start(),
-    handOverTokens() {
-      const handed = ownedTokens;
-      ownedTokens = undefined;
-      return handed;
+    ready: () => unready() === undefined,
+    unready,
+    start: () => {
+      tokens?.start();
+      // A kept checker is running already.
+      if (keptRevocation === undefined) revocation?.start();
     },
-    adoptTokens(validator: TokenValidator | undefined) {
-      if (validator !== undefined && validator === tokens) ownedTokens = validator;
+    revocation,
+    handOver(heir: Gateway): KeptParts {
+      const tokensHanded = ownedTokens !== undefined && heir.tokens === ownedTokens ? ownedTokens : undefined;
+      const revocationHanded = ownedRevocation !== undefined && heir.revocation === ownedRevocation ? ownedRevocation : undefined;
+      if (tokensHanded) ownedTokens = undefined;
+      if (revocationHanded) ownedRevocation = undefined;
+      return { ...(tokensHanded ? { tokens: tokensHanded } : {}), ...(revocationHanded ? { revocation: revocationHanded } : {}) };
+    },
+    adopt(parts: KeptParts) {
+      if (parts.tokens !== undefined && parts.tokens === tokens) ownedTokens = parts.tokens;
+      if (parts.revocation !== undefined && parts.revocation === revocation) ownedRevocation = parts.revocation;
     },
     close() {
+      ownedRevocation?.close();
       closing ??= Promise.allSettled([ownedTokens?.close(), ...[...upstreams.values()].map((u) => u.close())]).then(() => undefined);
       return closing;
     },
@@ -194,9 +232,10 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
 }
 
 /**
- * At the swap: `next` takes over `previous`'s token validator when it reused it, so closing
- * `previous` (once its last request is done) leaves it open. One owner at any time, no count.
+ * At the swap: `next` takes over the parts of `previous` it reused (token validator, revocation
+ * checker), so closing `previous` (once its last request is done) leaves them open. One owner at
+ * any time, no count.
  */
-export function takeOverTokens(next: Gateway, previous: Gateway): void {
-  if (next.tokens !== undefined && next.tokens === previous.tokens) next.adoptTokens(previous.handOverTokens());
+export function takeOver(next: Gateway, previous: Gateway): void {
+  next.adopt(previous.handOver(next));
 }

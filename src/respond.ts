@@ -42,6 +42,10 @@ const API: Record<ErrorCode, Shape> = {
   certificate_header_repeated: s(400, 'invalid_request'),
   certificate_header_untrusted: s(400, 'invalid_request'),
   transport_certificate_missing: s(400, 'invalid_request'),
+  certificate_revoked: s(401, 'invalid_token', true),
+  // Not an RFC 6750 code (so no challenge): the certificate, not the token, lacks the right.
+  insufficient_role: s(403, 'insufficient_role'),
+  revocation_unavailable: s(503, 'temporarily_unavailable'),
   as_unavailable: s(503, 'temporarily_unavailable'),
   upstream_unavailable: s(502, 'bad_gateway'),
   upstream_timeout: s(504, 'gateway_timeout'),
@@ -57,6 +61,7 @@ const TOKEN_ENDPOINT: Partial<Record<ErrorCode, Shape>> = {
   certificate_untrusted: s(400, 'invalid_client'),
   certificate_expired: s(400, 'invalid_client'),
   certificate_malformed: s(400, 'invalid_client'),
+  certificate_revoked: s(401, 'invalid_client'),
 };
 
 /** RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E. */

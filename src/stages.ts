@@ -12,6 +12,8 @@ import { upstreamRequestHeaders, type HeaderList } from './forward/headers.js';
 import { errorResponse, type ErrorResponse } from './respond.js';
 import type { Outcome, Reason } from './observability/record.js';
 import { uuidV4 } from './uuid.js';
+import { hasAnyRole } from './certificate/psd2.js';
+import type { RevocationChecker } from './revocation/checker.js';
 
 /**
  * The stages every request goes through, in order: route → credentials (the bearer token and the
@@ -50,10 +52,28 @@ export type Authorize = (view: RequestView, target: Target) => Identity | Promis
 export interface AuthParts {
   readonly readCertificate: (view: RequestView) => CertificateResult;
   readonly tokens: TokenValidator | undefined;
+  /** Revocation (OCSP, CRL), when client_certificate.revocation.mode is not off. */
+  readonly revocation?: RevocationChecker | undefined;
+}
+
+/**
+ * Certificate trust beyond the chain: the route's PSD2 roles (a synchronous check, before any
+ * network call), then revocation (synchronous while the status is cached). Undefined when the
+ * route asks neither, so such routes pay nothing.
+ */
+export function trustStageFor(route: RouteConfig, revocation: RevocationChecker | undefined): ((certificate: ClientCertificate) => void | Promise<void>) | undefined {
+  const roles = route.psd2Roles;
+  if (roles.length === 0 && revocation === undefined) return undefined;
+  const lacking = `client certificate lacks PSD2 role ${roles.join(' or ')}`;
+  return (certificate) => {
+    if (roles.length > 0 && !hasAnyRole(certificate.psd2, roles)) throw new GatewayError('insufficient_role', lacking);
+    return revocation?.check(certificate);
+  };
 }
 
 export function authorizerFor(route: RouteConfig, parts: AuthParts): Authorize {
   const { readCertificate, tokens } = parts;
+  const trust = trustStageFor(route, parts.revocation);
   switch (route.auth) {
     case 'none':
       return () => NO_IDENTITY;
@@ -63,7 +83,10 @@ export function authorizerFor(route: RouteConfig, parts: AuthParts): Authorize {
         if (!cert.present) {
           throw new GatewayError('transport_certificate_missing', `transport certificate not found in the request${cert.why ? `: ${cert.why}` : ''}`);
         }
-        return { certificate: cert.certificate };
+        const identity: Identity = { certificate: cert.certificate };
+        // A revoked certificate never reaches the token endpoint.
+        const trusted = trust?.(cert.certificate);
+        return trusted instanceof Promise ? trusted.then(() => identity) : identity;
       };
     case 'certificate_bound_token': {
       const bound = (claims: TokenClaims, cert: CertificateResult): Identity => {
@@ -71,15 +94,19 @@ export function authorizerFor(route: RouteConfig, parts: AuthParts): Authorize {
         checkScopes(claims, route.scopes);
         return { claims, certificate };
       };
+      const validated = (token: string, cert: CertificateResult): Identity | Promise<Identity> => {
+        if (!tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
+        const cached = tokens.cached(token);
+        if (cached) return bound(cached, cert);
+        return tokens.validate(token).then((claims) => bound(claims, cert));
+      };
       return (view, target) => {
         const token = bearerToken(view.headers.authorization, target.query);
         const cert = readCertificate(view);
         // No certificate can never pass the binding check: refuse before spending an introspection call.
         if (!cert.present) throw new GatewayError('certificate_missing', `client certificate required${cert.why ? `: ${cert.why}` : ''}`);
-        if (!tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
-        const cached = tokens.cached(token);
-        if (cached) return bound(cached, cert);
-        return tokens.validate(token).then((claims) => bound(claims, cert));
+        const trusted = trust?.(cert.certificate);
+        return trusted instanceof Promise ? trusted.then(() => validated(token, cert)) : validated(token, cert);
       };
     }
   }
@@ -98,6 +125,9 @@ function addedHeaders(route: CompiledRoute, identity: Identity, interactionId: s
   }
   if (certificate) {
     add.push(names.certificateThumbprint, certificate.thumbprint);
+    const { organizationId, roles } = certificate.psd2;
+    if (organizationId !== undefined) add.push(names.organizationId, organizationId);
+    if (roles.length > 0) add.push(names.psd2Roles, roles.join(' '));
     const forward = route.config.forwardCertificateHeader;
     if (forward) add.push(forward, certificate.forwardedValue);
   }

@@ -1,16 +1,18 @@
 import type { X509Certificate } from 'node:crypto';
 import { thumbprintOf } from './thumbprint.js';
+import { readPsd2, type Psd2Identity } from './psd2.js';
 
 /**
  * A client certificate, with what requests need of it derived once, here: the thumbprint and its
- * bytes (for the constant-time binding check), and the value it is forwarded in (on first use:
- * most routes forward none). One object per TLS connection, or per distinct header value.
+ * bytes (for the constant-time binding check), and, on first use, the value it is forwarded in
+ * (most routes forward none) and its PSD2 roles and organization identifier. One object per TLS connection, or per distinct header value.
  */
 export class ClientCertificate {
   /** `x5t#S256`: base64url (no padding) SHA-256 of the leaf's DER. */
   readonly thumbprint: string;
   readonly thumbprintBytes: Buffer;
   private forwarded: string | undefined;
+  private psd2Identity: Psd2Identity | undefined;
 
   constructor(readonly x509: X509Certificate) {
     this.thumbprint = thumbprintOf(x509.raw);
@@ -21,6 +23,12 @@ export class ClientCertificate {
   get forwardedValue(): string {
     this.forwarded ??= encodeURIComponent(this.x509.toString());
     return this.forwarded;
+  }
+
+  /** What its PSD2 statement and subject say (ETSI TS 119 495), read on first use. */
+  get psd2(): Psd2Identity {
+    this.psd2Identity ??= readPsd2(this.x509);
+    return this.psd2Identity;
   }
 }
 

@@ -112,6 +112,8 @@ function describe(e: ErrorObject): string | undefined {
       return `${path}: must be an integer from ${schema?.minimum} to ${schema?.maximum}`;
     case 'minLength':
       return `${path}: must not be empty`;
+    case 'uniqueItems':
+      return `${path}: must not list ${JSON.stringify(Array.isArray(e.data) ? e.data[Number(e.params['i'])] : '')} twice`;
     case 'pattern':
     case 'minItems':
       return `${path}: ${(schema?.errorMessage ?? `must match ${String(e.params['pattern'])}`).replace('{value}', String(e.data))}`;

@@ -3,7 +3,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { validateHeaderName } from 'node:http';
 import { resolve } from 'node:path';
 import { pemCertificateBlocks } from '../certificate/verify.js';
-import type { KeyFile, PemFile } from './types.js';
+import type { KeyFile, LoadedFile, PemFile } from './types.js';
 
 /**
  * The problems the compile step finds, each with its key path, and the files it reads on the way:
@@ -17,6 +17,11 @@ export class Problems {
 
   add(path: string, message: string): void {
     this.list.push(`${path}: ${message}`);
+  }
+
+  /** A file's bytes, whatever they hold. */
+  file(path: string, name: string): LoadedFile | undefined {
+    return this.read(path, name);
   }
 
   private read(path: string, name: string): { path: string; contents: Buffer } | undefined {

@@ -7,7 +7,7 @@ import { NO_ROUTE } from '../observability/record.js';
 import { Problems } from './problems.js';
 import type {
   AuthorizationServerConfig, ClientAuthConfig, ClientCertificateConfig, Config, Document, IntrospectionConfig, JwksConfig, KeyFile,
-  ListenConfig, PemFile, RouteConfig, TokenValidation, UpstreamConfig,
+  ListenConfig, PemFile, RevocationConfig, RouteConfig, TokenValidation, UpstreamConfig,
 } from './types.js';
 
 /**
@@ -38,7 +38,7 @@ function resolveListen(doc: Document['listen'], p: Problems): ListenConfig {
   return { ...rest, ...(tls ? { tls } : {}), headersTimeoutMs };
 }
 
-function resolveClientCertificate(doc: Document['clientCertificate'], p: Problems): ClientCertificateConfig {
+function resolveClientCertificate(doc: Document['clientCertificate'], clientCa: PemFile | undefined, p: Problems): ClientCertificateConfig {
   const at = 'client_certificate';
   const { preset: presetName, header, format, clientCertificateEncode, chainHeader, verifyHeader, verifyHeaderValue, verify: verifyDoc, ...rest } = doc;
   const preset = presetName === undefined ? undefined : PRESETS[presetName];
@@ -68,6 +68,7 @@ function resolveClientCertificate(doc: Document['clientCertificate'], p: Problem
   });
   return {
     ...rest,
+    revocation: resolveRevocation(doc.revocation, clientCa ?? ca, p),
     ...(presetName !== undefined ? { preset: presetName } : {}),
     header: p.headerName(`${at}.header`, header ?? preset?.header ?? 'x-wso2-client-certificate'),
     format: format ?? preset?.format ?? 'pem',
@@ -75,6 +76,37 @@ function resolveClientCertificate(doc: Document['clientCertificate'], p: Problem
     ...(chain ? { chainHeader: p.headerName(`${at}.chain_header`, chain) } : {}),
     ...(verifyName ? { verifyHeader: { name: p.headerName(`${at}.verify_header`, verifyName), success } } : {}),
     verify: { checkValidity: verifyDoc.checkValidity, requireClientAuthEku: verifyDoc.requireClientAuthEku, ...(ca ? { ca } : {}) },
+  };
+}
+
+function resolveRevocation(doc: Document['clientCertificate']['revocation'], fallback: PemFile | undefined, p: Problems): RevocationConfig {
+  const at = 'client_certificate.revocation';
+  // Files are read whatever the mode: so a missing one is reported, and the watcher sees them.
+  const named = p.certificates(`${at}.issuer_file`, doc.issuerFile);
+  const files = doc.crl.files.map((name, i) => p.file(`${at}.crl.files[${i}]`, name)).filter((f) => f !== undefined);
+  const ocspUrl = doc.ocsp.url === '' ? undefined : doc.ocsp.url;
+  [...(ocspUrl === undefined ? [] : [['ocsp.url', ocspUrl] as const]), ...doc.crl.urls.map((u, i) => [`crl.urls[${i}]`, u] as const)].forEach(([key, value]) => {
+    if (!URL.canParse(value)) p.add(`${at}.${key}`, `"${value}" is not an http(s) URL`);
+  });
+  if (doc.mode !== 'soft_fail' && doc.mode !== 'hard_fail') return { mode: 'off' };
+  const issuers = named ?? fallback;
+  if (doc.issuerFile === undefined && issuers === undefined) {
+    p.add(`${at}.issuer_file`, `is required when mode is ${doc.mode} (there is no listen.tls.client_ca_file or client_certificate.verify.ca_file to default to)`);
+  }
+  const order = doc.order.filter((source) => doc[source].enabled);
+  if (order.length === 0) p.add(`${at}.order`, `names no enabled source (ocsp.enabled and crl.enabled are ${doc.ocsp.enabled} and ${doc.crl.enabled})`);
+  if (issuers === undefined || order.length === 0) return { mode: 'off' };
+  const { enabled: _o, url, ...ocsp } = doc.ocsp;
+  const { enabled: _c, files: _f, ...crl } = doc.crl;
+  return {
+    mode: doc.mode,
+    issuers,
+    ...(doc.ocsp.enabled ? { ocsp: { ...ocsp, ...(url !== undefined && url !== '' ? { url } : {}) } } : {}),
+    ...(doc.crl.enabled ? { crl: { ...crl, files } } : {}),
+    order,
+    clockSkewSeconds: doc.clockSkewSeconds,
+    retryAfterSeconds: doc.retryAfterSeconds,
+    cacheEntries: doc.cacheEntries,
   };
 }
 
@@ -214,6 +246,7 @@ function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Probl
     if (pathPrefix !== undefined) prefixes.add(pathPrefix);
     if (!Object.hasOwn(upstreams, r.upstream)) p.add(`${at}.upstream`, `unknown upstream "${r.upstream}"`);
     if (r.auth !== 'certificate_bound_token' && r.scopes.length > 0) p.add(`${at}.scopes`, `has no effect with auth: ${r.auth}`);
+    if (r.auth === 'none' && r.psd2Roles.length > 0) p.add(`${at}.psd2_roles`, 'needs a client certificate: not with auth: none');
     const forward = r.forwardCertificateHeader ?? (r.auth === 'mtls' ? 'x-client-cert' : undefined);
     const { forwardCertificateHeader: _f, forwardAuthorization, methods, ...rest } = r;
     return {
@@ -231,7 +264,7 @@ function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Probl
 export function resolveConfig(doc: Document, baseDir: string, source: string): { config?: Config; problems: readonly string[] } {
   const p = new Problems(baseDir);
   const listen = resolveListen(doc.listen, p);
-  const clientCertificate = resolveClientCertificate(doc.clientCertificate, p);
+  const clientCertificate = resolveClientCertificate(doc.clientCertificate, listen.tls?.clientCa, p);
   const upstreams = resolveUpstreams(doc.upstreams, p);
   const routes = resolveRoutes(doc, doc.upstreams, p);
   const authorizationServer = resolveAuthorizationServer(doc, p);
@@ -241,6 +274,8 @@ export function resolveConfig(doc: Document, baseDir: string, source: string): {
     subject: p.headerName('identity_headers.subject', ih.subject),
     scope: p.headerName('identity_headers.scope', ih.scope),
     certificateThumbprint: p.headerName('identity_headers.certificate_thumbprint', ih.certificateThumbprint),
+    organizationId: p.headerName('identity_headers.organization_id', ih.organizationId),
+    psd2Roles: p.headerName('identity_headers.psd2_roles', ih.psd2Roles),
   };
   try {
     validateHeaderValue('www-authenticate', `Bearer realm="${doc.realm}"`);

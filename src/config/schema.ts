@@ -15,10 +15,15 @@ export const CERTIFICATE_FORMATS = ['pem', 'der-base64', 'rfc9440', 'xfcc', 'tra
 export const AUTH_MODES = ['certificate_bound_token', 'mtls', 'none'] as const;
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth'] as const;
 export const TOKEN_VALIDATION_MODES = ['introspection', 'jwt', 'auto'] as const;
+export const REVOCATION_MODES = ['off', 'soft_fail', 'hard_fail'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
 /** The asymmetric JWS algorithms (RFC 7518, RFC 8037) a private_key_jwt assertion may use. */
 export const JWS_ALGORITHMS = ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+/** ETSI TS 119 495 §5.1: the PSD2 roles a QWAC's PSD2QcType statement may carry. */
+export const PSD2_ROLES = ['PSP_AS', 'PSP_PI', 'PSP_AI', 'PSP_IC'] as const;
+export type Psd2Role = (typeof PSD2_ROLES)[number];
 
 /** FAPI 1.0 Part 2 §8.5: the only TLS 1.2 suites allowed. */
 export const FAPI_TLS12_CIPHERS = [
@@ -80,6 +85,43 @@ const Admin = section(
   'Plain-HTTP listener for Prometheus and health checks. Keep it off the public network.',
 );
 
+/** An http(s) URL, or "" for none (the issue's contract: `url: ""` means the certificate's own AIA URL). */
+const optionalUrl = (description: string) =>
+  Type.Optional(Type.String({ pattern: '^(|[Hh][Tt][Tt][Pp][Ss]?://.*|\\$\\{.*)$', errorMessage: '"{value}" is not an http(s) URL', description }));
+
+const Revocation = section(
+  {
+    mode: oneOf(REVOCATION_MODES, 'off: no check. soft_fail: a revoked certificate is refused (401); when no source can answer the request passes, logged at warn and counted. hard_fail: revoked → 401, no answer → 503 with Retry-After, nothing forwarded.', 'off'),
+    issuer_file: Type.Optional(file('Issuer certificates (PEM) of the TPP certificates, for the OCSP CertID and to verify OCSP responses and CRLs. Default: listen.tls.client_ca_file, else client_certificate.verify.ca_file. Required unless mode is off.')),
+    ocsp: section(
+      {
+        enabled: bool(true, 'Ask OCSP responders (RFC 6960).'),
+        url: optionalUrl("The responder to ask instead of the certificate's AIA OCSP URL. Default: the certificate's own (absent or \"\")."),
+        timeout_ms: int(1, 60000, 2000, 'Each OCSP exchange is aborted after this long (then: no answer from OCSP).'),
+        nonce: bool(false, 'Send an RFC 8954 nonce and require the response to echo it. RFC 5019 responders pre-sign their answers and ignore it.'),
+        max_cache_seconds: int(1, 604800, 3600, "A verified answer is kept until min(nextUpdate, now + this): how long a revocation may go unnoticed. It is asked again in the background before then."),
+      },
+      'OCSP: the status of one certificate, signed by its CA or a responder the CA delegated to.',
+    ),
+    crl: section(
+      {
+        enabled: bool(true, 'Use CRLs (RFC 5280).'),
+        urls: Type.Array(Type.String({ pattern: '^([Hh][Tt][Tt][Pp][Ss]?://|\\$\\{)', errorMessage: '"{value}" is not an http(s) URL' }), { default: [], description: "CRLs fetched in addition to the certificates' own distribution points." }),
+        files: strings('Local CRL files (PEM or DER), read again on every reload.', []),
+        use_distribution_points: bool(true, "Fetch the CRL named by a certificate's CRL distribution points extension."),
+        refresh_seconds: int(1, 604800, 3600, 'Fetched CRLs are fetched again after this long, and always before their nextUpdate. A failed refresh keeps the last good CRL until its nextUpdate.'),
+        timeout_ms: int(1, 300000, 10000, 'Each CRL download is aborted after this long.'),
+      },
+      'CRLs: lists of revoked serial numbers, signed by the issuer.',
+    ),
+    order: Type.Array(oneOf(['ocsp', 'crl'] as const, 'A source.'), { minItems: 1, maxItems: 2, uniqueItems: true, default: ['ocsp', 'crl'], description: 'Which source is asked first; a definite answer (good or revoked) from one is final.' }),
+    clock_skew_seconds: int(0, 3600, 60, 'How far thisUpdate may lie in the future.'),
+    cache_entries: int(1, 10000000, 100000, 'Certificates whose status is kept in memory (LRU), by thumbprint.'),
+    retry_after_seconds: int(0, 3600, 5, 'hard_fail: Retry-After sent with the 503 when no source can answer.'),
+  },
+  "Revocation of TPP certificates (PSD2 RTS Art. 34): OCSP and CRLs, on every route that uses a client certificate, whether from the TLS handshake or a header.",
+);
+
 const ClientCertificate = section(
   {
     source: oneOf(['tls', 'header'] as const, "tls: certbound's own handshake (listen.tls). header: a header set by a load balancer that terminated mutual TLS (needs trusted_proxies).", 'tls'),
@@ -96,6 +138,7 @@ const ClientCertificate = section(
     untrusted_header: oneOf(['ignore', 'reject'] as const, 'A certificate header from an untrusted peer: ignore (logged, treated as no certificate) or reject (400).', 'ignore'),
     max_header_bytes: int(256, 1048576, 16384, 'Largest certificate header accepted, in bytes.'),
     cache_size: int(0, 10000000, 10000, 'Parsed header certificates kept in memory, by header value; 0 disables.'),
+    revocation: Revocation,
     verify: section(
       {
         ca_file: Type.Optional(file('source: header: CA bundle (PEM) the certificate must chain to. Default: none (trust the load balancer).')),
@@ -170,6 +213,7 @@ const Route = Type.Object(
     forward_authorization: Type.Optional(Type.Boolean({ description: 'Pass the Authorization header upstream. Default true for mtls routes (the client\'s credential for the token endpoint), false otherwise.' })),
     forward_certificate_header: Type.Optional(headerName('Header the certificate is forwarded in (URL-encoded PEM); always removed from the client\'s request first. Default x-client-cert for mtls routes, none otherwise.')),
     allow_double_encoding: bool(false, 'Accept %25 followed by two hex digits (an octet encoded twice) in the path.'),
+    psd2_roles: Type.Array(oneOf(PSD2_ROLES, 'A PSD2 role (ETSI TS 119 495).'), { uniqueItems: true, default: [], description: "The client certificate's PSD2 statement must carry at least one of these (403 insufficient_role, checked before the token). Default []: no check. Not with auth: none." }),
   },
   { additionalProperties: false },
 );
@@ -180,6 +224,8 @@ const IdentityHeaders = section(
     subject: headerName("Carries the token's sub upstream.", 'x-certbound-subject'),
     scope: headerName("Carries the token's scopes upstream.", 'x-certbound-scope'),
     certificate_thumbprint: headerName("Carries the certificate's x5t#S256 upstream.", 'x-certbound-certificate-thumbprint'),
+    organization_id: headerName("Carries the certificate's organizationIdentifier (2.5.4.97, e.g. PSDGB-FCA-123456) upstream, when it has one.", 'x-certbound-organization-id'),
+    psd2_roles: headerName("Carries the certificate's PSD2 roles upstream (space-separated names), when it has any.", 'x-certbound-psd2-roles'),
   },
   'What certbound tells the upstream about the caller; any client-sent copy is stripped.',
 );

@@ -56,9 +56,34 @@ type ClientCertificateDocument = Document['clientCertificate'];
 export interface CertificateVerifyConfig extends Omit<ClientCertificateDocument['verify'], 'caFile'> {
   readonly ca?: PemFile;
 }
+type RevocationDocument = ClientCertificateDocument['revocation'];
+export type RevocationSource = RevocationDocument['order'][number];
+export interface OcspConfig extends Omit<RevocationDocument['ocsp'], 'enabled' | 'url'> {
+  /** Replaces every certificate's AIA URL. */
+  readonly url?: string;
+}
+export interface CrlConfig extends Omit<RevocationDocument['crl'], 'enabled' | 'files'> {
+  readonly files: readonly LoadedFile[];
+}
+/** What revocation checking needs; `off` needs nothing. At least one source is enabled otherwise. */
+export type RevocationConfig =
+  | { readonly mode: 'off' }
+  | {
+      readonly mode: 'soft_fail' | 'hard_fail';
+      /** The issuers of TPP certificates: the OCSP CertID, the signers of responses and CRLs. */
+      readonly issuers: PemFile;
+      readonly ocsp?: OcspConfig;
+      readonly crl?: CrlConfig;
+      /** The enabled sources, in the order they are asked. */
+      readonly order: readonly RevocationSource[];
+      readonly clockSkewSeconds: number;
+      readonly retryAfterSeconds: number;
+      readonly cacheEntries: number;
+    };
+
 /** With the preset applied: header, format and encoding always known. */
 export interface ClientCertificateConfig
-  extends Omit<ClientCertificateDocument, 'header' | 'format' | 'clientCertificateEncode' | 'chainHeader' | 'verifyHeader' | 'verifyHeaderValue' | 'verify'> {
+  extends Omit<ClientCertificateDocument, 'header' | 'format' | 'clientCertificateEncode' | 'chainHeader' | 'verifyHeader' | 'verifyHeaderValue' | 'verify' | 'revocation'> {
   /** Lower-case. */
   readonly header: string;
   readonly format: CertificateFormat;
@@ -68,6 +93,7 @@ export interface ClientCertificateConfig
   readonly chainHeader?: string;
   readonly verifyHeader?: { readonly name: string; readonly success: readonly string[] };
   readonly verify: CertificateVerifyConfig;
+  readonly revocation: RevocationConfig;
 }
 
 type AuthorizationServerDocument = NonNullable<Document['authorizationServer']>;

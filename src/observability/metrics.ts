@@ -1,6 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { HotCounter, HotHistogram } from './series.js';
 
+/** What a revocation checker shows the metrics at scrape time. */
+export interface RevocationView {
+  cacheEntries(): number;
+  crlSources(): readonly { readonly source: string; readonly nextUpdate?: number }[];
+}
+
 /**
  * Every metric certbound exports, declared once. Label values are bounded: route and upstream
  * names from the config, reason codes, status classes. Never a raw path or client input.
@@ -13,6 +19,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
   }
   const registers = [registry];
+  const revocationViews = new Set<RevocationView>();
   const latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return {
     registry,
@@ -52,6 +59,56 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['result'] as const,
       registers,
     }),
+    revocationChecks: new Counter({
+      name: 'certbound_revocation_checks_total',
+      help: 'Client certificate revocation lookups, by source (ocsp, crl) and result (good, revoked, unknown, error).',
+      labelNames: ['source', 'result'] as const,
+      registers,
+    }),
+    revocationDuration: new Histogram({
+      name: 'certbound_revocation_check_duration_seconds',
+      help: 'Duration of OCSP exchanges and CRL downloads made for a lookup, by source.',
+      labelNames: ['source'] as const,
+      buckets: latency,
+      registers,
+    }),
+    revocationUnavailable: new Counter({
+      name: 'certbound_revocation_unavailable_total',
+      help: 'Requests whose certificate status no source could give, by action: allowed (soft_fail) or refused (hard_fail, 503).',
+      labelNames: ['action'] as const,
+      registers,
+    }),
+    crlLoads: new Counter({
+      name: 'certbound_crl_loads_total',
+      help: 'CRL downloads and file reads, by result (success, error).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    revocationCacheEntries: new Gauge({
+      name: 'certbound_revocation_cache_entries',
+      help: 'Client certificates whose revocation status is cached.',
+      registers,
+      collect() {
+        let entries = 0;
+        for (const view of revocationViews) entries += view.cacheEntries();
+        this.set(entries);
+      },
+    }),
+    crlNextUpdate: new Gauge({
+      name: 'certbound_crl_next_update_seconds',
+      help: "Seconds until each loaded CRL's nextUpdate (negative: past it, stale), by source (URL or file).",
+      labelNames: ['source'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const view of revocationViews) {
+          for (const s of view.crlSources()) if (s.nextUpdate !== undefined) this.set({ source: s.source }, Math.round((s.nextUpdate - now) / 1000));
+        }
+      },
+    }),
+    /** What the running revocation checkers show the two gauges above (one per gateway; two while a reload overlaps). */
+    revocationViews,
     upstreamDuration: new HotHistogram('certbound_upstream_duration_seconds', 'Time to the upstream response headers, by upstream.', ['upstream'], latency, registers),
     upstreamErrors: new Counter({
       name: 'certbound_upstream_errors_total',

@@ -55,6 +55,7 @@ const AUTH_FAILURE_REASONS: ReadonlySet<Reason> = new Set<ErrorCode>([
   'missing_token', 'malformed_token', 'token_in_query', 'invalid_token', 'inactive', 'expired', 'not_yet_valid', 'unbound_token',
   'insufficient_scope', 'certificate_missing', 'certificate_mismatch', 'certificate_untrusted', 'certificate_expired',
   'certificate_malformed', 'certificate_header_repeated', 'certificate_header_untrusted', 'transport_certificate_missing', 'as_unavailable',
+  'certificate_revoked', 'insufficient_role', 'revocation_unavailable',
 ]);
 
 /** The per-request series of one route (or of NO_ROUTE), resolved when its gateway is compiled. */

@@ -1,10 +1,11 @@
-import { takeOverTokens, type Gateway } from '../gateway.js';
+import { takeOver, type Gateway } from '../gateway.js';
 
 /**
  * Which compiled gateway serves, and when a replaced one closes. A request holds the gateway it
  * started on until it is recorded; a gateway replaced by a reload closes (pools, token client) once
- * its last request lets go. This is the one reference count: the token validator a reload keeps
- * moves to the new gateway at the swap (takeOverTokens), and gateways close idempotently.
+ * its last request lets go. This is the one reference count: the token validator and revocation
+ * checker a reload keeps move to the new gateway at the swap (takeOver), and gateways close
+ * idempotently.
  */
 export interface Generations {
   current(): Gateway;
@@ -22,13 +23,12 @@ export function createGenerations(initial: Gateway): Generations {
   const holds = new Map<Gateway, number>();
   const retiring = new Set<Gateway>();
   /**
-   * Closes a gateway nobody holds. Its token validator, if another live gateway still uses it (a
-   * chain of reloads that kept validation as it was), passes to that one first, so it is closed
-   * only with the last gateway using it.
+   * Closes a gateway nobody holds. What it owns that another live gateway still uses (a chain of
+   * reloads that kept validation or revocation as they were) passes to that one first, so each
+   * part is closed only with the last gateway using it.
    */
   const close = (gateway: Gateway): void => {
-    const heir = [current, ...retiring].find((g) => g !== gateway && g.tokens !== undefined && g.tokens === gateway.tokens);
-    if (heir) takeOverTokens(heir, gateway);
+    for (const heir of [current, ...retiring]) if (heir !== gateway) takeOver(heir, gateway);
     void gateway.close();
   };
   const release = (gateway: Gateway): void => {
@@ -47,7 +47,7 @@ export function createGenerations(initial: Gateway): Generations {
     release,
     swap(next) {
       const previous = current;
-      takeOverTokens(next, previous);
+      takeOver(next, previous);
       current = next;
       if (holds.has(previous)) retiring.add(previous);
       else close(previous);

@@ -63,8 +63,12 @@ export interface Reloader {
   stop(): Promise<void>;
 }
 
-/** How long a reload waits for the new gateway to load what it needs (the JWKS) before judging it. */
-const readyWaitMs = (config: Config): number => (config.authorizationServer?.timeoutMs ?? 0) + 500;
+/** How long a reload waits for the new gateway to load what it needs (the JWKS, CRLs) before judging it. */
+const readyWaitMs = (config: Config): number => {
+  const revocation = config.clientCertificate.revocation;
+  const crl = revocation.mode === 'off' ? 0 : (revocation.crl?.timeoutMs ?? 0);
+  return Math.max(config.authorizationServer?.timeoutMs ?? 0, crl) + 500;
+};
 /** A reload refused because the new gateway could not get ready is tried again after this long. */
 const RETRY_UNREADY_MS = 30_000;
 

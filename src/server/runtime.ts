@@ -119,7 +119,8 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
   const readiness = (): Readiness => {
     if (!listening) return { ready: false, reason: 'starting' };
     if (draining) return { ready: false, reason: 'draining' };
-    if (!generations.current().ready()) return { ready: false, reason: 'token validation keys (JWKS) not loaded' };
+    const unready = generations.current().unready();
+    if (unready !== undefined) return { ready: false, reason: unready };
     return { ready: true };
   };
   const admin = createAdminServer(metrics, { readiness });

@@ -39,6 +39,9 @@ const AUTH_REASONS = [
   'certificate_malformed',
   'insufficient_scope',
   'as_unavailable',
+  'certificate_revoked',
+  'insufficient_role',
+  'revocation_unavailable',
 ] as const;
 const INTROSPECTION_RESULTS = ['active', 'inactive', 'error', 'timeout', 'overloaded'] as const;
 
@@ -66,6 +69,12 @@ const CATALOG: Record<string, MetricSpec> = {
   certbound_config_reloads_total: { type: 'counter', labels: { result: ['success', 'failure'] } },
   certbound_certificate_expiry_timestamp_seconds: { type: 'gauge', labels: { certificate: ['serving', 'client_ca'] } },
   certbound_jwks_fetches_total: { type: 'counter', labels: { result: null } },
+  certbound_revocation_checks_total: { type: 'counter', labels: { source: ['ocsp', 'crl'], result: ['good', 'revoked', 'unknown', 'error'] } },
+  certbound_revocation_check_duration_seconds: { type: 'histogram', labels: { source: ['ocsp', 'crl'] } },
+  certbound_revocation_unavailable_total: { type: 'counter', labels: { action: ['allowed', 'refused'] } },
+  certbound_revocation_cache_entries: { type: 'gauge', labels: {} },
+  certbound_crl_loads_total: { type: 'counter', labels: { result: ['success', 'error'] } },
+  certbound_crl_next_update_seconds: { type: 'gauge', labels: { source: null } },
 };
 
 /** Labels added by Prometheus / the Prometheus Operator / our ServiceMonitor. */

@@ -5,7 +5,7 @@ import type { RouteConfig } from '../../src/config/types.js';
 
 const route = (name: string, pathPrefix: string, methods = ['GET'], extra: Partial<RouteConfig> = {}): { readonly name: string; readonly config: RouteConfig } => ({
   name,
-  config: { name, pathPrefix, methods, upstream: 'u', auth: 'none', scopes: [], forwardAuthorization: false, allowDoubleEncoding: false, ...extra },
+  config: { name, pathPrefix, methods, upstream: 'u', auth: 'none', scopes: [], forwardAuthorization: false, allowDoubleEncoding: false, psd2Roles: [], ...extra },
 });
 
 const code = codeOf;

@@ -18,7 +18,7 @@ const certificate = new ClientCertificate(vector);
 const present: CertificateResult = { present: true, certificate };
 const view = (headers: NodeJS.Dict<string[]> = {}): RequestView => ({ headers, socket: {} as RequestView['socket'], connection: {} });
 const route = (auth: RouteConfig['auth'], scopes: string[] = []): RouteConfig => ({
-  name: 'r', pathPrefix: '/', methods: ['GET'], upstream: 'u', auth, scopes, forwardAuthorization: false, allowDoubleEncoding: false,
+  name: 'r', pathPrefix: '/', methods: ['GET'], upstream: 'u', auth, scopes, forwardAuthorization: false, allowDoubleEncoding: false, psd2Roles: [],
 });
 const claims = (thumbprint: string | undefined, scope = 'accounts'): TokenClaims =>
   claimsOf({ scope, client_id: 'tpp-a', ...(thumbprint ? { cnf: { 'x5t#S256': thumbprint } } : {}) }, (m) => new Error(m));
