@@ -26,7 +26,7 @@ import {
 } from '@peculiar/asn1-x509';
 import * as asn1js from 'asn1js';
 import { request } from 'undici';
-import { TAG, bytesOf, childrenOf, oidOf, tlvAt, type Tlv } from './der.js';
+import { DerError, TAG, bytesOf, childrenOf, oidOf, tlvAt, type Tlv } from '../certificate/der.js';
 import { verifySignature } from './signature.js';
 import { RevocationError, serialKey } from './types.js';
 
@@ -80,9 +80,14 @@ export function crlDistributionPointsOf(leaf: X509Certificate): string[] {
  * Throws only RevocationError: 'malformed', 'wrong_certificate', 'bad_signature', 'unsupported'.
  */
 export function readCrl(bytes: Uint8Array, issuers: readonly X509Certificate[]): Crl {
-  const received = parseCrl(derOf(bytes));
-  const issuer = signerOf(received, issuers);
-  return contentsOf(received, issuer);
+  try {
+    const received = parseCrl(derOf(bytes));
+    const issuer = signerOf(received, issuers);
+    return contentsOf(received, issuer);
+  } catch (error) {
+    if (error instanceof DerError) throw malformed(error.message);
+    throw error;
+  }
 }
 
 /** GET over undici with a timeout and a byte cap (default 64 MiB); RevocationError('unavailable') on any failure or non-200. */

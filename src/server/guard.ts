@@ -73,7 +73,10 @@ export function guardTraffic(server: Server, deps: GuardDeps): void {
       return void socket.destroy();
     }
     deps.afterResponses(socket, () => {
-      if (!socket.writable) return void socket.destroy();
+      // Already ending (the last answer said Connection: close): destroying it now would drop what
+      // is still buffered of that answer. Node destroys it once flushed; send_timeout_ms bounds a
+      // client that stops reading it.
+      if (!socket.writable) return;
       const linger = setTimeout(() => socket.destroy(), LINGER_MS);
       linger.unref();
       const last = error.code === 'HPE_CLOSED_CONNECTION' ? '' : answer(refusal);

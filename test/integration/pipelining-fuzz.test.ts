@@ -338,7 +338,16 @@ t.test('a sequence ends at a bad request line, connection: close or HTTP/1.0: wh
       }
     },
   );
-  await fc.assert(property, { numRuns: 30, plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)] });
+  await fc.assert(property, {
+    numRuns: 30,
+    plugins: [fc.interruptAfterTimeLimit(BUDGET_MS)],
+    // Found by a full run (seed 1645573903): bytes after a connection: close request, arriving in
+    // later segments once its answer was written; the socket, already ending, was destroyed at once
+    // and the client got nothing. Replaying that seed and path failed on every run before the fix in
+    // guard.ts; this example alone does not (it needs what the earlier runs leave behind), but keeps
+    // the shape in every run.
+    examples: [['plain', [], { ending: 'close', spec: { kind: 'ok-get', body: '' } }, [{ kind: 'ok-get', body: '' }], [4575, 11755, 2639]]],
+  });
   t.pass('property held');
 });
 

@@ -29,6 +29,7 @@ const as = await startIntrospection(new Map<string, Record<string, unknown>>([
   ['tokB', bound(tppB)],
   ['narrow', bound(tppA, 'payments')],
   ...['plain', 'tls'].map((l) => [`fresh-${l}`, bound(tppA)] as [string, Record<string, unknown>]),
+  ...['plain', 'tls'].map((l) => [`close-${l}`, bound(tppA)] as [string, Record<string, unknown>]),
 ]));
 const upstream = await startUpstream();
 
@@ -445,6 +446,18 @@ for (const l of listeners) {
     const seen = (await seenSince(mark)).map((s) => s.url);
     t.notOk(seen.includes(b.path) || seen.includes(d.path) || seen.includes(f.path), 'nothing after a close reached the upstream');
     await stillServes(t, l);
+  });
+
+  t.test(`${l.name}: a request after connection: close while the first still waits on the authorization server`, async (t) => {
+    // The bytes after the close make Node report HPE_CLOSED_CONNECTION while the first answer
+    // waits on the authorization server: that answer is still sent, then the connection closes.
+    const mark = upstream.seen.length;
+    const a = request('GET', `/ob/aisp/${unique('close-fresh')}`, { headers: [bearer(`close-${l.name}`), ...l.cert, 'connection: close'] });
+    const b = request('GET', `/ob/aisp/${unique('after-close')}`, { headers: creds(l) });
+    const result = await send(l, [a, b], { closes: true });
+    answeredInOrder(t, result, [a], [200]);
+    t.equal(result.closed, true);
+    t.same((await seenSince(mark)).map((s) => s.url), [a.path]);
   });
 
   t.test(`${l.name}: a bad request line after pipelined requests: those before it are answered first, in order`, async (t) => {

@@ -1,8 +1,8 @@
-// The DER framing of a CRL's big flat list, read without building a tree. asn1js decodes a CRL at
-// about 40 µs per revoked entry (2.5 s for 50,000, blocking the event loop); walking tags and
-// lengths takes well under 1 µs per entry. Everything that is not the list (names, times,
-// algorithms, extensions) is still typed by @peculiar/asn1-x509 (./crl.ts).
-import { RevocationError } from './types.js';
+// DER framing (tag, length, where the contents are), read without building a tree. asn1js
+// decodes at tens of µs per node: a CRL of 50,000 entries took 2.5 s, blocking the event loop, and
+// a whole certificate ~0.2 ms. Walking tags and lengths finds the part that matters (a CRL's
+// revoked list, a certificate's subject and one extension) in microseconds; that part is then
+// typed by the @peculiar/asn1-* classes (../revocation/crl.ts, ./psd2.ts).
 
 /** One DER TLV: its tag byte, and where it, its contents and it end in the buffer. */
 export interface Tlv {
@@ -12,9 +12,13 @@ export interface Tlv {
   readonly end: number;
 }
 
-export const TAG = { BOOLEAN: 0x01, INTEGER: 0x02, BIT_STRING: 0x03, OCTET_STRING: 0x04, OID: 0x06, UTC_TIME: 0x17, GENERALIZED_TIME: 0x18, SEQUENCE: 0x30, CONTEXT_0: 0xa0 } as const;
+export const TAG = { BOOLEAN: 0x01, INTEGER: 0x02, BIT_STRING: 0x03, OCTET_STRING: 0x04, OID: 0x06, UTC_TIME: 0x17, GENERALIZED_TIME: 0x18, SEQUENCE: 0x30, CONTEXT_0: 0xa0, CONTEXT_3: 0xa3 } as const;
 
-const malformed = (message: string): RevocationError => new RevocationError('malformed', message);
+/** Bytes that are not the DER they should be. */
+export class DerError extends Error {
+  override readonly name = 'DerError';
+}
+const malformed = (message: string): DerError => new DerError(message);
 
 /** The TLV at `at`, which must end by `limit`. Low tag numbers and definite lengths (at most 4 bytes) only: all a CRL uses. */
 export function tlvAt(buf: Uint8Array, at: number, limit: number = buf.length): Tlv {
