@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoPki } from '../test/fixtures/pki.js';
-import { compile, logDirectory, startChild } from './lib/proc.js';
+import { compile, cpuSeconds, logDirectory, startChild } from './lib/proc.js';
 import { wrk } from './lib/wrk.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -35,11 +35,6 @@ function contextSwitches(pid: number): number {
   return n;
 }
 
-/** User + system CPU of a process (all its threads), in seconds. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 /** Busy CPU time of the whole machine (all cores, everything but idle and iowait), in seconds. */
 function machineBusySeconds(): number {

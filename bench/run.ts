@@ -182,7 +182,8 @@ if (ONLY.has('hot')) {
 
 if (ONLY.has('revocation')) {
   results.revocation = await revocationPhase({
-    dir, upstreamUrl, rounds: ROUNDS, path: PATH, token: HOT_TOKEN, startGateway: (doc) => startGatewayFrom(doc), wrkRun, median, row: (name, x) => rows.push(row(name, x)), check, log,
+    dir, upstreamUrl, rounds: ROUNDS, path: PATH, token: HOT_TOKEN, seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS,
+    startGateway: (doc) => startGatewayFrom(doc), median, row: (name, x) => rows.push(row(name, x)), check, log,
   });
 }
 

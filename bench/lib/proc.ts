@@ -89,3 +89,9 @@ export async function runChild<T>(script: string, arg: unknown): Promise<T> {
   const child = await startChild<T>(script, arg);
   return child.ready;
 }
+
+/** User + system CPU of a process (all its threads), in seconds. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
