@@ -4,6 +4,10 @@ import { readPsd2Statement, type Psd2Statement } from '../../src/certificate/psd
 import { PSD2_ROLES, type Psd2Role } from '../../src/config/schema.js';
 import { psd2QcStatements } from '../fixtures/openssl-ca.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 // Fixed seed, bounded runs: the same cases on every machine.
 const RUNS = { numRuns: 200, seed: 1194952 } as const;
 const KNOWN_OIDS = new Set(['0.4.0.19495.1.1', '0.4.0.19495.1.2', '0.4.0.19495.1.3', '0.4.0.19495.1.4']);

@@ -5,7 +5,11 @@ import { execFileSync } from 'node:child_process';
 import { webcrypto, X509Certificate } from 'node:crypto';
 import { hasAnyRole, headerSafe, readPsd2, readPsd2Statement, type Psd2Identity } from '../../src/certificate/psd2.js';
 import { PSD2_ROLES } from '../../src/config/schema.js';
-import { createOpensslCa, psd2QcStatements, type Leaf } from '../fixtures/openssl-ca.js';
+import { createOpensslCa, oid, psd2QcStatements, seq, tlv, utf8, type Leaf } from '../fixtures/openssl-ca.js';
+
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -15,26 +19,8 @@ t.teardown(() => ca.remove());
 const FCA = ['Financial Conduct Authority', 'GB-FCA'] as const;
 const OID: Record<string, string> = { PSP_AS: '0.4.0.19495.1.1', PSP_PI: '0.4.0.19495.1.2', PSP_AI: '0.4.0.19495.1.3', PSP_IC: '0.4.0.19495.1.4' };
 
-// A little DER, for statements the fixture's encoder cannot make (tests only; src/ uses the schema).
-function tlv(tag: number, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
-  const n = body.length;
-  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
-  return Buffer.concat([Buffer.from([tag, ...length]), body]);
-}
-const seq = (...parts: Buffer[]): Buffer => tlv(0x30, ...parts);
-const utf8 = (text: string): Buffer => tlv(0x0c, Buffer.from(text, 'utf8'));
+// Statements the fixture's psd2QcStatements cannot make, from its DER helpers.
 const printable = (text: string): Buffer => tlv(0x13, Buffer.from(text, 'latin1'));
-function oid(dotted: string): Buffer {
-  const [a = 0, b = 0, ...rest] = dotted.split('.').map(Number);
-  const bytes = [a * 40 + b];
-  for (const arc of rest) {
-    const chunk = [arc & 0x7f];
-    for (let v = arc >> 7; v > 0; v >>= 7) chunk.unshift((v & 0x7f) | 0x80);
-    bytes.push(...chunk);
-  }
-  return tlv(0x06, Buffer.from(bytes));
-}
 const PSD2_ID = oid('0.4.0.19495.2');
 const role = (name: string, label = name): Buffer => seq(oid(OID[name] ?? name), utf8(label));
 const psd2Info = (roles: Buffer[], ncaName = utf8(FCA[0]), ncaId = utf8(FCA[1])): Buffer => seq(seq(...roles), ncaName, ncaId);

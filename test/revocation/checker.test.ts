@@ -10,6 +10,10 @@ import { createRevocationChecker, UNAVAILABLE_TTL_MS } from '../../src/revocatio
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
 import { parseRequest, signedResponse, signerOf, startFakeResponder, type Reply } from './fixtures/fake-ocsp.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const ca = createOpensslCa('Checker CA');
 const signer = signerOf(ca.pem, readFileSync(ca.keyPath, 'utf8'));
 const leaf = ca.issue('tpp-a');
@@ -54,6 +58,18 @@ function checker(config: Partial<Enabled> & { url?: string }, clock: { now: numb
   t.teardown(() => c.close());
   return { c, metrics };
 }
+/** Waits until `done()` holds (a background lookup has been answered and stored): no fixed sleep. */
+async function until(done: () => Promise<boolean> | boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error('condition not reached within 60 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+}
+const counted = async (metrics: ReturnType<typeof createMetrics>, series: string, n: number): Promise<boolean> =>
+  new RegExp(`certbound_revocation_checks_total\\{${series}\\} ${n}\\b`).test(await metrics.registry.metrics());
+
 const code = async (check: () => void | Promise<void>): Promise<string> => {
   try {
     await check();
@@ -66,7 +82,7 @@ const code = async (check: () => void | Promise<void>): Promise<string> => {
 t.test('single flight, then the cached answer synchronously; refreshed in the background before it expires', async (t) => {
   const r = await responder(() => 'good');
   const clock = { now: Date.now() };
-  const { c } = checker({ url: r.url }, clock);
+  const { c, metrics } = checker({ url: r.url }, clock);
   const cert = new ClientCertificate(leaf.x509);
   const first = [c.check(cert), c.check(cert), c.check(new ClientCertificate(leaf.x509))];
   t.ok(first.every((p) => p instanceof Promise), 'a first use waits for the lookup');
@@ -77,7 +93,7 @@ t.test('single flight, then the cached answer synchronously; refreshed in the ba
   clock.now += 81_000; // past 80 % of max_cache_seconds (100 s)
   t.equal(c.check(cert), undefined, 'still answered from the cache...');
   t.equal(c.check(cert), undefined, '...by every request while the refresh runs');
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await until(() => counted(metrics, 'source="ocsp",result="good"', 2));
   t.equal(r.exchanges.length, 2, '...and one lookup started in the background');
   clock.now += 90_000; // past the first answer's expiry (100 s), within the refreshed one's
   t.equal(c.check(cert), undefined, 'the refreshed answer holds from its own lookup on');
@@ -153,13 +169,13 @@ t.test('a background lookup that finds no answer keeps the answer that still hol
   let status: 'good' | 'down' = 'good';
   const r = await responder(() => status);
   const clock = { now: Date.now() };
-  const { c } = checker({ url: r.url }, clock);
+  const { c, metrics } = checker({ url: r.url }, clock);
   const cert = new ClientCertificate(leaf.x509);
   t.equal(await code(() => c.check(cert)), 'passed');
   status = 'down';
   clock.now += 81_000;
   t.equal(c.check(cert), undefined);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await until(() => counted(metrics, 'source="ocsp",result="error"', 1));
   t.equal(r.exchanges.length, 2, 'the background lookup ran and failed');
   t.equal(c.check(cert), undefined, 'the good answer still holds until it expires');
   clock.now += 20_000;

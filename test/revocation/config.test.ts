@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import { ConfigError, buildConfig } from '../../src/config/load.js';
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const ca = createOpensslCa('Config CA');
 const crl = ca.crl();
 t.teardown(() => ca.remove());

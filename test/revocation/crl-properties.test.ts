@@ -4,6 +4,10 @@ import { readCrl } from '../../src/revocation/crl.js';
 import { RevocationError, serialKey, type RevocationFailure } from '../../src/revocation/types.js';
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const ca = createOpensslCa('CRL Property CA');
 t.teardown(() => ca.remove());
 const leaves = [ca.issue('One'), ca.issue('Two'), ca.issue('Three')];

@@ -7,6 +7,10 @@ import { RevocationError } from '../../src/revocation/types.js';
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
 import { deadUrl, extension, leafWithExtensions, loadLog, signCrl, startCrlServer, type LoadLog } from './fixtures/crl-fixtures.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const server = await startCrlServer();
 t.teardown(() => server.close());
 const ca = createOpensslCa('CRL Store CA');

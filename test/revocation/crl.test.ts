@@ -39,6 +39,10 @@ import {
   withoutCrlSign,
 } from './fixtures/crl-fixtures.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const ca = createOpensslCa('CRL Test CA');
 const twin = createOpensslCa('CRL Test CA'); // the same name, another key
 const other = createOpensslCa('Other CRL CA');

@@ -7,10 +7,12 @@ import { RevocationError, type RevocationFailure, type SourceAnswer } from '../.
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
 import { certIdOf, parseRequest, signedResponse, signerOf, wrap } from './fixtures/fake-ocsp.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const MINUTE = 60_000;
 const DAY = 86_400_000;
-// A frozen clock, in whole seconds (GeneralizedTime carries no more here).
-const NOW = Math.floor(Date.now() / 1000) * 1000;
 
 const ca = createOpensslCa('OCSP Property CA');
 t.teardown(() => ca.remove());
@@ -18,6 +20,10 @@ const tpp = ca.issue('TPP');
 const responder = ca.issue('OCSP Responder', { eku: ['OCSPSigning'] });
 const caSigner = signerOf(ca.pem, readFileSync(ca.keyPath, 'utf8'));
 const delegate = signerOf(responder.pem, responder.keyPem);
+// A frozen clock, in whole seconds (GeneralizedTime carries no more here), taken once the
+// certificates exist: on a busy machine issuing them takes seconds, and the delegated responder's
+// certificate must be valid at this time (its notBefore is when openssl issued it).
+const NOW = Math.ceil(Date.now() / 1000) * 1000;
 
 /** What readOcspResponse may fail with: never a transport code, never another error type. */
 const READ_FAILURES: ReadonlySet<RevocationFailure> = new Set([

@@ -14,6 +14,10 @@ import {
   statusResponse, wrap, type ParsedRequest, type Reply, type ResponseOptions, type SingleOptions,
 } from './fixtures/fake-ocsp.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 const SKEW = 5 * MINUTE;

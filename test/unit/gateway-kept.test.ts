@@ -11,6 +11,10 @@ import { createMetrics } from '../../src/observability/metrics.js';
 import { createGenerations } from '../../src/server/generations.js';
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const ca = createOpensslCa('Kept CA');
 t.teardown(() => ca.remove());
 const dir = mkdtempSync(join(tmpdir(), 'certbound-kept-'));

@@ -14,6 +14,10 @@ import { authorizerFor, trustStageFor } from '../../src/stages.js';
 import { codeOf } from '../helpers/codes.js';
 import { createOpensslCa, psd2QcStatements } from '../fixtures/openssl-ca.js';
 
+// Each openssl child (a CA, a certificate, a responder) takes milliseconds, or seconds on a busy
+// machine: the file gets its own generous limit instead of tap's 30 s.
+t.setTimeout(180_000);
+
 const ca = createOpensslCa('Stage QTSP');
 t.teardown(() => ca.remove());
 const aisp = new ClientCertificate(ca.issue('AISP', { qcStatements: psd2QcStatements(['PSP_AI']), organizationIdentifier: 'PSDGB-FCA-123456' }).x509);
