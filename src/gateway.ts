@@ -71,7 +71,7 @@ export interface Gateway {
   handOver(heir: Gateway): KeptParts;
   /** Owns these parts from now on, those of them it uses. */
   adopt(parts: KeptParts): void;
-  /** Closes the upstream pools and the token validator it still owns. Idempotent. */
+  /** Closes the upstream pools and the token validator and revocation checker it still owns. Idempotent. */
   close(): Promise<void>;
 }
 
