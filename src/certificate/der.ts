@@ -49,6 +49,9 @@ export function childrenOf(buf: Uint8Array, parent: Tlv): Tlv[] {
   return out;
 }
 
+/** The contents of a TLV (without its tag and length). */
+export const contentOf = (buf: Uint8Array, tlv: Tlv): Uint8Array => buf.subarray(tlv.body, tlv.end);
+
 /** The bytes of a whole TLV (tag and length included), for a typed parse. */
 export const bytesOf = (buf: Uint8Array, tlv: Tlv): Uint8Array => buf.subarray(tlv.start, tlv.end);
 
@@ -67,4 +70,47 @@ export function oidOf(buf: Uint8Array, tlv: Tlv): string {
   }
   if ((buf[tlv.end - 1] as number) & 0x80) throw malformed('truncated OBJECT IDENTIFIER');
   return arcs.join('.');
+}
+
+/** An Extension (RFC 5280 §4.1): its id (not decoded: most callers compare bytes or need only some), criticality and value. */
+export interface FramedExtension {
+  readonly id: Tlv;
+  readonly critical: boolean;
+  /** The OCTET STRING: its contents (contentOf) are the extension's own DER. */
+  readonly value: Tlv;
+}
+
+/** Extension ::= SEQUENCE { extnID OBJECT IDENTIFIER, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
+export function extensionAt(buf: Uint8Array, extension: Tlv): FramedExtension {
+  if (extension.tag !== TAG.SEQUENCE) throw malformed('an extension that is not a SEQUENCE');
+  const [id, second, third, ...more] = childrenOf(buf, extension);
+  if (id?.tag !== TAG.OID || second === undefined || more.length > 0) throw malformed('an unreadable extension');
+  const flagged = second.tag === TAG.BOOLEAN;
+  const value = flagged ? third : second;
+  if (value?.tag !== TAG.OCTET_STRING || (flagged && second.end !== second.body + 1) || (!flagged && third !== undefined)) throw malformed('an unreadable extension');
+  return { id, critical: flagged && buf[second.body] !== 0, value };
+}
+
+/** Whether an OBJECT IDENTIFIER's TLV is exactly `expected` (its DER, tag and length included). */
+export function isOid(buf: Uint8Array, id: Tlv, expected: Uint8Array): boolean {
+  if (id.end - id.start !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) if (buf[id.start + i] !== expected[i]) return false;
+  return true;
+}
+
+/**
+ * A certificate's subject Name (its DER) and its extensions, by framing alone.
+ * TBSCertificate: [0] version, serial, signature, issuer, validity, subject, spki, [1], [2], [3] extensions.
+ */
+export function certificateParts(der: Uint8Array): { readonly subject: Uint8Array; readonly extensions: readonly FramedExtension[] } {
+  const certificate = tlvAt(der, 0);
+  const [tbs] = childrenOf(der, certificate);
+  if (certificate.tag !== TAG.SEQUENCE || certificate.end !== der.byteLength || tbs?.tag !== TAG.SEQUENCE) throw malformed('not a certificate');
+  const fields = childrenOf(der, tbs);
+  const first = fields[0]?.tag === TAG.CONTEXT_0 ? 1 : 0;
+  const subject = fields[first + 4];
+  if (subject?.tag !== TAG.SEQUENCE) throw malformed('a certificate without a subject');
+  const tagged = fields.find((field, i) => i > first + 5 && field.tag === TAG.CONTEXT_3);
+  const [list] = tagged ? childrenOf(der, tagged) : [];
+  return { subject: bytesOf(der, subject), extensions: list ? childrenOf(der, list).map((e) => extensionAt(der, e)) : [] };
 }

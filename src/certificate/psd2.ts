@@ -1,8 +1,8 @@
 import type { X509Certificate } from 'node:crypto';
 import { AsnArray, AsnConvert, AsnParser, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
-import { Extension, Name } from '@peculiar/asn1-x509';
-import { DerError, TAG, bytesOf, childrenOf, tlvAt } from './der.js';
-import { QCStatements, id_pe_qcStatements } from '@peculiar/asn1-x509-qualified';
+import { Name } from '@peculiar/asn1-x509';
+import { certificateParts, contentOf, isOid } from './der.js';
+import { QCStatements } from '@peculiar/asn1-x509-qualified';
 import { fromBER } from 'asn1js';
 import { PSD2_ROLES, type Psd2Role } from '../config/schema.js';
 
@@ -65,10 +65,11 @@ const NO_STATEMENT: Psd2Statement = Object.freeze({ roles: Object.freeze([]) });
 /** Reads the PSD2 statement (statementId 0.4.0.19495.2) from the qcStatements extension (1.3.6.1.5.5.7.1.3) and the subject's organizationIdentifier. Never throws: a missing or malformed extension gives roles []. */
 export function readPsd2(x509: Pick<X509Certificate, 'raw'>): Psd2Identity {
   try {
-    const { subject, extensions } = partsOf(x509.raw);
+    // Framed, not parsed whole: the whole certificate through asn1js costs ~0.2 ms, this a few µs.
+    const { subject, extensions } = certificateParts(x509.raw);
     // RFC 5280 §4.2: at most one instance of an extension; two are ambiguous, so neither counts.
-    const qc = only(extensions.filter((extension) => extension.extnID === id_pe_qcStatements));
-    const statement = qc ? readPsd2Statement(new Uint8Array(qc.extnValue.buffer)) : NO_STATEMENT;
+    const qc = only(extensions.filter((extension) => isOid(x509.raw, extension.id, QC_STATEMENTS_DER)));
+    const statement = qc ? readPsd2Statement(contentOf(x509.raw, qc.value)) : NO_STATEMENT;
     // Most certificates have no organizationIdentifier: their Name is not parsed at all.
     const organizationId = Buffer.from(subject).includes(ORGANIZATION_IDENTIFIER_DER) ? organizationIdOf(AsnParser.parse(subject, Name)) : undefined;
     return Object.freeze(organizationId === undefined ? statement : { ...statement, organizationId });
@@ -79,27 +80,8 @@ export function readPsd2(x509: Pick<X509Certificate, 'raw'>): Psd2Identity {
 
 /** 2.5.4.97 as DER: 06 03 55 04 61. */
 const ORGANIZATION_IDENTIFIER_DER = Buffer.from([0x06, 0x03, 0x55, 0x04, 0x61]);
-/** 1.3.6.1.5.5.7.1.3 as DER. */
+/** id_pe_qcStatements (1.3.6.1.5.5.7.1.3) as DER. */
 const QC_STATEMENTS_DER = Buffer.from([0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x03]);
-
-/**
- * The subject Name's DER and the qcStatements extensions, found by DER framing (./der.ts): the
- * whole certificate through asn1js costs ~0.2 ms, this a few µs. Only the extension found is typed.
- * TBSCertificate: [0] version, serial, signature, issuer, validity, subject, spki, [1], [2], [3] extensions.
- */
-function partsOf(der: Uint8Array): { subject: Uint8Array; extensions: Extension[] } {
-  const certificate = tlvAt(der, 0);
-  const [tbs] = childrenOf(der, certificate);
-  if (certificate.tag !== TAG.SEQUENCE || certificate.end !== der.byteLength || tbs?.tag !== TAG.SEQUENCE) throw new DerError('not a certificate');
-  const fields = childrenOf(der, tbs);
-  const first = fields[0]?.tag === TAG.CONTEXT_0 ? 1 : 0;
-  const subject = fields[first + 4];
-  if (subject?.tag !== TAG.SEQUENCE) throw new DerError('no subject');
-  const tagged = fields.find((field, i) => i > first + 5 && field.tag === TAG.CONTEXT_3);
-  const [list] = tagged ? childrenOf(der, tagged) : [];
-  const extensions = list ? childrenOf(der, list).filter((e) => Buffer.from(der.subarray(e.body, e.end)).subarray(0, QC_STATEMENTS_DER.length).equals(QC_STATEMENTS_DER)) : [];
-  return { subject: bytesOf(der, subject), extensions: extensions.map((e) => AsnParser.parse(bytesOf(der, e), Extension)) };
-}
 
 /**
  * The PSD2QcType statement in a qcStatements extension value (DER of QCStatements). No PSD2

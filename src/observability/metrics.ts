@@ -67,7 +67,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     revocationDuration: new Histogram({
       name: 'certbound_revocation_check_duration_seconds',
-      help: 'Duration of OCSP exchanges and CRL downloads made for a lookup, by source.',
+      help: 'Duration of OCSP exchanges and of CRL downloads and file reads, by source.',
       labelNames: ['source'] as const,
       buckets: latency,
       registers,

@@ -71,6 +71,7 @@ export function createRevocationChecker(config: Enabled, deps: RevocationDeps): 
         clock,
         onLoad: (source, outcome, durationMs) => {
           if (outcome === 'ok') crlGeneration++;
+          metrics.revocationDuration.observe({ source: 'crl' }, durationMs / 1000);
           metrics.crlLoads.inc({ result: outcome === 'ok' ? 'success' : 'error' });
           if (outcome !== 'ok') log?.warn({ msg: 'CRL could not be loaded', source, reason: outcome, durationMs });
         },
@@ -99,7 +100,7 @@ export function createRevocationChecker(config: Enabled, deps: RevocationDeps): 
 
   const expiryOf = (nextUpdate: number | undefined, now: number): number => Math.min(nextUpdate ?? Infinity, now + maxCacheMs);
 
-  /** One source's say, as a verdict when it is definite; `undefined` plus why when it is not. */
+  /** The CRL store's say: a verdict when it is definite, else why not (for the next source and the log). */
   function fromCrl(verdict: CrlVerdict, now: number): Verdict | string {
     const result = verdict.status === 'unavailable' ? 'error' : verdict.status;
     metrics.revocationChecks.inc({ source: 'crl', result });

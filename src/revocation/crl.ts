@@ -4,7 +4,6 @@ import type { X509Certificate } from 'node:crypto';
 import { AsnParser } from '@peculiar/asn1-schema';
 import {
   AlgorithmIdentifier,
-  Certificate,
   CRLDistributionPoints,
   Extensions,
   IssuingDistributionPoint,
@@ -12,7 +11,6 @@ import {
   KeyUsageFlags,
   Time,
   id_ce_authorityKeyIdentifier,
-  id_ce_certificateIssuer,
   id_ce_cRLDistributionPoints,
   id_ce_cRLNumber,
   id_ce_cRLReasons,
@@ -24,9 +22,8 @@ import {
   type Extension,
   type GeneralName,
 } from '@peculiar/asn1-x509';
-import * as asn1js from 'asn1js';
 import { request } from 'undici';
-import { DerError, TAG, bytesOf, childrenOf, oidOf, tlvAt, type Tlv } from '../certificate/der.js';
+import { DerError, TAG, bytesOf, certificateParts, childrenOf, contentOf, extensionAt, isOid, oidOf, tlvAt, type FramedExtension, type Tlv } from '../certificate/der.js';
 import { verifySignature } from './signature.js';
 import { RevocationError, serialKey } from './types.js';
 
@@ -62,9 +59,9 @@ const unsupported = (message: string): RevocationError => new RevocationError('u
 /** The http(s) fullName URIs of the leaf's CRL distribution points extension (parsed with @peculiar/asn1-x509); [] if none. */
 export function crlDistributionPointsOf(leaf: X509Certificate): string[] {
   try {
-    const extension = AsnParser.parse(leaf.raw, Certificate).tbsCertificate.extensions?.find((e) => e.extnID === id_ce_cRLDistributionPoints);
+    const extension = certificateParts(leaf.raw).extensions.find((e) => oidOf(leaf.raw, e.id) === id_ce_cRLDistributionPoints);
     if (extension === undefined) return [];
-    const points = AsnParser.parse(extension.extnValue, CRLDistributionPoints);
+    const points = AsnParser.parse(contentOf(leaf.raw, extension.value), CRLDistributionPoints);
     const uris = points.flatMap((point) => urisOf(point.distributionPoint?.fullName ?? []));
     return [...new Set(uris.filter((uri) => /^https?:\/\//i.test(uri)))];
   } catch {
@@ -122,10 +119,6 @@ export async function fetchCrl(url: string, options: { timeoutMs: number; maxByt
   }
 }
 
-interface EntryExtension {
-  readonly extnID: string;
-  readonly critical: boolean;
-}
 
 
 /** A CRL as received: its fields, typed, and the exact bytes of the signed part and of the issuer Name. */
@@ -213,35 +206,26 @@ function serialsOf(der: Uint8Array, list: Tlv | undefined): Set<string> {
     if (date.end < entry.end) {
       const inner = tlvAt(der, date.end, entry.end);
       if (inner.tag !== TAG.SEQUENCE || inner.end !== entry.end) throw malformed('unexpected fields in a revoked entry');
-      for (const extension of childrenOf(der, inner)) judgeEntryExtension(entryExtensionOf(der, extension));
+      for (const extension of childrenOf(der, inner)) judgeEntryExtension(der, extensionAt(der, extension));
     }
     serials.add(serialKey(der.subarray(serial.body, serial.end)));
   }
   return serials;
 }
 
-function judgeEntryExtension(extension: EntryExtension): void {
-  if (extension.extnID === id_ce_certificateIssuer) throw unsupported('an indirect CRL (certificateIssuer entry)');
-  if (extension.critical && !UNDERSTOOD_ENTRY_EXTENSIONS.has(extension.extnID)) throw unsupported(`critical entry extension ${extension.extnID}`);
-}
+/** certificateIssuer (2.5.29.29), DER-encoded. */
+const CERTIFICATE_ISSUER_DER = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x1d]);
 
-function entryExtensionOf(der: Uint8Array, extension: Tlv): EntryExtension {
-  if (extension.tag !== TAG.SEQUENCE) throw malformed('an entry extension that is not a SEQUENCE');
-  const [id, second, third, ...more] = childrenOf(der, extension);
-  if (id === undefined || second === undefined || more.length > 0) throw malformed('an unreadable entry extension');
-  const flagged = second.tag === TAG.BOOLEAN;
-  const value = flagged ? third : second;
-  if (value?.tag !== TAG.OCTET_STRING || (flagged && second.end !== second.body + 1) || (!flagged && third !== undefined)) throw malformed('an unreadable entry extension');
-  const critical = flagged && der[second.body] !== 0;
-  // Only a critical extension's id, or certificateIssuer's, changes the reading: the others (the
-  // reason code on nearly every entry) are not decoded.
-  return { extnID: critical || isCertificateIssuer(der, id) ? oidOf(der, id) : OTHER_EXTENSION, critical };
+/**
+ * An entry's extension: an indirect CRL, or an unknown critical one, is refused. Only those ids are
+ * decoded: the others (the reason code on nearly every entry) change nothing.
+ */
+function judgeEntryExtension(der: Uint8Array, { id, critical }: FramedExtension): void {
+  if (isOid(der, id, CERTIFICATE_ISSUER_DER)) throw unsupported('an indirect CRL (certificateIssuer entry)');
+  if (!critical) return;
+  const extnID = oidOf(der, id);
+  if (!UNDERSTOOD_ENTRY_EXTENSIONS.has(extnID)) throw unsupported(`critical entry extension ${extnID}`);
 }
-
-const OTHER_EXTENSION = 'non-critical';
-/** 2.5.29.29, DER-encoded: 06 03 55 1d 1d. */
-const isCertificateIssuer = (der: Uint8Array, id: Tlv): boolean =>
-  id.tag === TAG.OID && id.end - id.body === 3 && der[id.body] === 0x55 && der[id.body + 1] === 0x1d && der[id.body + 2] === 0x1d;
 
 /** A field typed by its @peculiar/asn1-x509 class; anything else is malformed. */
 function typed<T>(der: Uint8Array, tlv: Tlv | undefined, type: new () => T): T {
@@ -255,16 +239,6 @@ function typed<T>(der: Uint8Array, tlv: Tlv | undefined, type: new () => T): T {
   throw malformed(`not a CertificateList (${type.name} expected)`);
 }
 
-function elementsOf(element: asn1js.AsnType | undefined): asn1js.AsnType[] {
-  if (element instanceof asn1js.Sequence) return element.valueBlock.value;
-  throw malformed('not a CertificateList');
-}
-
-function rawOf(element: asn1js.AsnType | undefined): Uint8Array {
-  if (element === undefined) throw malformed('not a CertificateList');
-  return element.valueBeforeDecodeView;
-}
-
 /** What readCrl needs of a candidate issuer, computed once per certificate. */
 interface IssuerFacts {
   readonly subject: Buffer;
@@ -275,16 +249,12 @@ const issuerFacts = new WeakMap<X509Certificate, IssuerFacts>();
 function factsOf(issuer: X509Certificate): IssuerFacts {
   const known = issuerFacts.get(issuer);
   if (known !== undefined) return known;
-  const decoded = asn1js.fromBER(issuer.raw);
-  const tbs = elementsOf(elementsOf(decoded.result)[0]);
-  // subject is the fifth field after the optional [0] version: serial, signature, issuer, validity, subject.
-  const versioned = tbs[0]?.idBlock.tagClass === 3;
-  const subject = rawOf(tbs[versioned ? 5 : 4]);
-  const keyUsage = AsnParser.fromASN(decoded.result, Certificate).tbsCertificate.extensions?.find((e) => e.extnID === id_ce_keyUsage);
+  const { subject, extensions } = certificateParts(issuer.raw);
+  const keyUsage = extensions.find((e) => oidOf(issuer.raw, e.id) === id_ce_keyUsage);
   const facts: IssuerFacts = {
     subject: Buffer.from(subject),
     // RFC 5280 §4.2.1.3: without the extension the key may sign anything.
-    mayCrlSign: keyUsage === undefined || (AsnParser.parse(keyUsage.extnValue, KeyUsage).toNumber() & KeyUsageFlags.cRLSign) !== 0,
+    mayCrlSign: keyUsage === undefined || (AsnParser.parse(contentOf(issuer.raw, keyUsage.value), KeyUsage).toNumber() & KeyUsageFlags.cRLSign) !== 0,
   };
   issuerFacts.set(issuer, facts);
   return facts;

@@ -25,6 +25,7 @@ import { readFileSync } from 'node:fs';
 import { crlDistributionPointsOf, fetchCrl, readCrl, type Crl } from '../../src/revocation/crl.js';
 import { RevocationError, serialKey } from '../../src/revocation/types.js';
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
+import { reasonOf, rejectionOf } from '../helpers/codes.js';
 import {
   deadUrl,
   extension,
@@ -59,24 +60,6 @@ const lastUpdate = new Date(base - 60 * second);
 const nextUpdate = new Date(lastUpdate.getTime() + 86_400 * second);
 const crl = ca.crl({ lastUpdate, nextUpdate });
 
-function failure(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof RevocationError) return e.reason;
-    throw e;
-  }
-  return 'no error';
-}
-async function rejection(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (e) {
-    if (e instanceof RevocationError) return e.reason;
-    throw e;
-  }
-  return 'no error';
-}
 const der = (value: object): ArrayBuffer => AsnSerializer.serialize(value);
 const idp = (params: Partial<IssuingDistributionPoint>): ReturnType<typeof extension> =>
   extension(id_ce_issuingDistributionPoint, true, der(new IssuingDistributionPoint(params)));
@@ -133,22 +116,22 @@ t.test('a version 1 CRL (openssl, no extensions) and a CRL without nextUpdate', 
   t.notOk('nextUpdate' in open, 'no nextUpdate key at all');
   t.equal(open.has(serialKey(good.serial)), true, 'the entries after an absent nextUpdate are read');
   const extended = await signCrl(ca, { entries: [{ serial: good.serial }], extensions: [extension('1.3.6.1.4.1.99999.1', true, nullValue)] });
-  t.equal(failure(() => readCrl(extended, [ca.x509])), 'unsupported', 'and so are the extensions');
+  t.equal(reasonOf(() => readCrl(extended, [ca.x509])), 'unsupported', 'and so are the extensions');
   const empty = await signCrl(ca, { extensions: [extension('1.3.6.1.4.1.99999.1', true, nullValue)] });
-  t.equal(failure(() => readCrl(empty, [ca.x509])), 'unsupported', 'with no entries either');
+  t.equal(reasonOf(() => readCrl(empty, [ca.x509])), 'unsupported', 'with no entries either');
 });
 
 t.test('the issuer: by name, then by signature, then by cRLSign', async (t) => {
-  t.equal(failure(() => readCrl(crl.der, [other.x509])), 'wrong_certificate', 'a CA of another name');
-  t.equal(failure(() => readCrl(crl.der, [])), 'wrong_certificate', 'no issuer at all');
-  t.equal(failure(() => readCrl(crl.der, [twin.x509])), 'bad_signature', 'the same name, another key');
+  t.equal(reasonOf(() => readCrl(crl.der, [other.x509])), 'wrong_certificate', 'a CA of another name');
+  t.equal(reasonOf(() => readCrl(crl.der, [])), 'wrong_certificate', 'no issuer at all');
+  t.equal(reasonOf(() => readCrl(crl.der, [twin.x509])), 'bad_signature', 'the same name, another key');
   t.equal(readCrl(crl.der, [twin.x509, ca.x509]).issuer, ca.x509, 'of two of that name, the one whose key verifies');
-  t.equal(failure(() => readCrl(other.crl().der, [ca.x509, twin.x509])), 'wrong_certificate', "another CA's CRL");
-  t.equal(failure(() => readCrl(twin.crl().der, [ca.x509])), 'bad_signature', "the twin's CRL");
+  t.equal(reasonOf(() => readCrl(other.crl().der, [ca.x509, twin.x509])), 'wrong_certificate', "another CA's CRL");
+  t.equal(reasonOf(() => readCrl(twin.crl().der, [ca.x509])), 'bad_signature', "the twin's CRL");
 
   const noCrlSign = withoutCrlSign(ca);
   t.equal(noCrlSign.publicKey.equals(ca.x509.publicKey), true, 'the same key');
-  t.equal(failure(() => readCrl(crl.der, [noCrlSign])), 'bad_signature', 'keyUsage without cRLSign');
+  t.equal(reasonOf(() => readCrl(crl.der, [noCrlSign])), 'bad_signature', 'keyUsage without cRLSign');
   t.equal(readCrl(crl.der, [noCrlSign, ca.x509]).issuer, ca.x509, 'the certificate with cRLSign is chosen');
   const v1 = version1(ca);
   t.equal(v1.toLegacyObject().ext_key_usage, undefined);
@@ -158,19 +141,19 @@ t.test('the issuer: by name, then by signature, then by cRLSign', async (t) => {
 t.test('a tampered CRL does not verify', async (t) => {
   const signature = Buffer.from(crl.der);
   signature[signature.length - 1] = (signature[signature.length - 1] ?? 0) ^ 0x01;
-  t.equal(failure(() => readCrl(signature, [ca.x509])), 'bad_signature', 'a bit of the signature');
+  t.equal(reasonOf(() => readCrl(signature, [ca.x509])), 'bad_signature', 'a bit of the signature');
 
   const entry = Buffer.from(`0202${revoked.serial}`, 'hex');
   const at = crl.der.indexOf(entry);
   t.ok(at > 0, 'the revoked serial is in the DER');
   const serial = Buffer.from(crl.der);
   serial[at + entry.length - 1] = (serial[at + entry.length - 1] ?? 0) ^ 0x01;
-  t.equal(failure(() => readCrl(serial, [ca.x509])), 'bad_signature', 'a bit of a revoked serial');
+  t.equal(reasonOf(() => readCrl(serial, [ca.x509])), 'bad_signature', 'a bit of a revoked serial');
 
   const ecdsaSha256 = Buffer.from('06082a8648ce3d040302', 'hex');
   const outer = Buffer.from(crl.der);
   outer[outer.lastIndexOf(ecdsaSha256) + ecdsaSha256.length - 1] = 0x03; // ecdsa-with-SHA384
-  t.equal(failure(() => readCrl(outer, [ca.x509])), 'malformed', 'signatureAlgorithm differs from tbsCertList.signature');
+  t.equal(reasonOf(() => readCrl(outer, [ca.x509])), 'malformed', 'signatureAlgorithm differs from tbsCertList.signature');
 });
 
 t.test('not a CRL', async (t) => {
@@ -202,7 +185,7 @@ t.test('not a CRL', async (t) => {
     ['[1] where [0] extensions go', reshape((_, tbs) => tbs.splice(-1, 1, new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 1 }, value: [new asn1js.Null()] })))],
   ];
   t.same(reshape(() => undefined), new Uint8Array(crl.der), 'reshape() without a change gives the same bytes');
-  for (const [label, bytes] of cases) t.equal(failure(() => readCrl(bytes, [ca.x509])), 'malformed', label);
+  for (const [label, bytes] of cases) t.equal(reasonOf(() => readCrl(bytes, [ca.x509])), 'malformed', label);
 });
 
 t.test('CRL extensions: understood, refused, ignored', async (t) => {
@@ -215,27 +198,27 @@ t.test('CRL extensions: understood, refused, ignored', async (t) => {
       throw e;
     }
   };
-  const reasonOf = (result: Crl | string): string => (typeof result === 'string' ? result : 'read');
-  t.equal(reasonOf(await read([])), 'read', 'signed by @peculiar/x509 under the openssl CA');
-  t.equal(reasonOf(await read([extension(id_ce_authorityKeyIdentifier, true, der(new asn1js.Sequence()))])), 'read', 'a critical authorityKeyIdentifier');
-  t.equal(reasonOf(await read([extension('1.3.6.1.4.1.99999.1', false, nullValue)])), 'read', 'an unknown non-critical extension');
-  t.equal(reasonOf(await read([extension('1.3.6.1.4.1.99999.1', true, nullValue)])), 'unsupported', 'an unknown critical extension');
-  t.equal(reasonOf(await read([extension(id_ce_deltaCRLIndicator, true, new asn1js.Integer({ value: 1 }).toBER())])), 'unsupported', 'a delta CRL');
-  t.equal(reasonOf(await read([idp({ indirectCRL: true })])), 'unsupported', 'an indirect CRL');
-  t.equal(reasonOf(await read([idp({ onlySomeReasons: new Reason(ReasonFlags.keyCompromise) })])), 'unsupported', 'some reasons only');
-  t.equal(reasonOf(await read([idp({ onlyContainsCACerts: true })])), 'unsupported', 'CA certificates only');
-  t.equal(reasonOf(await read([idp({ onlyContainsAttributeCerts: true })])), 'unsupported', 'attribute certificates only');
+  const outcomeOf = (result: Crl | string): string => (typeof result === 'string' ? result : 'read');
+  t.equal(outcomeOf(await read([])), 'read', 'signed by @peculiar/x509 under the openssl CA');
+  t.equal(outcomeOf(await read([extension(id_ce_authorityKeyIdentifier, true, der(new asn1js.Sequence()))])), 'read', 'a critical authorityKeyIdentifier');
+  t.equal(outcomeOf(await read([extension('1.3.6.1.4.1.99999.1', false, nullValue)])), 'read', 'an unknown non-critical extension');
+  t.equal(outcomeOf(await read([extension('1.3.6.1.4.1.99999.1', true, nullValue)])), 'unsupported', 'an unknown critical extension');
+  t.equal(outcomeOf(await read([extension(id_ce_deltaCRLIndicator, true, new asn1js.Integer({ value: 1 }).toBER())])), 'unsupported', 'a delta CRL');
+  t.equal(outcomeOf(await read([idp({ indirectCRL: true })])), 'unsupported', 'an indirect CRL');
+  t.equal(outcomeOf(await read([idp({ onlySomeReasons: new Reason(ReasonFlags.keyCompromise) })])), 'unsupported', 'some reasons only');
+  t.equal(outcomeOf(await read([idp({ onlyContainsCACerts: true })])), 'unsupported', 'CA certificates only');
+  t.equal(outcomeOf(await read([idp({ onlyContainsAttributeCerts: true })])), 'unsupported', 'attribute certificates only');
   const directory = new DistributionPointName({ fullName: [new GeneralName({ directoryName: new Name([rdn('CRL partition')]) })] });
-  t.equal(reasonOf(await read([idp({ distributionPoint: directory })])), 'unsupported', 'a partition named by a directoryName only');
-  t.equal(reasonOf(await read([idp({ distributionPoint: new DistributionPointName({ nameRelativeToCRLIssuer: rdn('CRL partition') }) })])), 'unsupported', 'a partition named relative to the issuer');
-  t.equal(reasonOf(await read([extension(id_ce_issuingDistributionPoint, true, nullValue)])), 'malformed', 'an unreadable issuingDistributionPoint');
+  t.equal(outcomeOf(await read([idp({ distributionPoint: directory })])), 'unsupported', 'a partition named by a directoryName only');
+  t.equal(outcomeOf(await read([idp({ distributionPoint: new DistributionPointName({ nameRelativeToCRLIssuer: rdn('CRL partition') }) })])), 'unsupported', 'a partition named relative to the issuer');
+  t.equal(outcomeOf(await read([extension(id_ce_issuingDistributionPoint, true, nullValue)])), 'malformed', 'an unreadable issuingDistributionPoint');
 
   const named = new DistributionPointName({ fullName: [uriName('http://crl.example/partition-1.crl')] });
-  t.equal(reasonOf(await read([idp({ distributionPoint: named, onlySomeReasons: new Reason(ReasonFlags.keyCompromise) })])), 'unsupported', 'a partition, some reasons only');
-  t.equal(reasonOf(await read([idp({ distributionPoint: named, indirectCRL: true })])), 'unsupported', 'a partition, indirect');
-  t.equal(reasonOf(await read([idp({ distributionPoint: named, onlyContainsCACerts: true })])), 'unsupported', 'a partition, CA certificates only');
+  t.equal(outcomeOf(await read([idp({ distributionPoint: named, onlySomeReasons: new Reason(ReasonFlags.keyCompromise) })])), 'unsupported', 'a partition, some reasons only');
+  t.equal(outcomeOf(await read([idp({ distributionPoint: named, indirectCRL: true })])), 'unsupported', 'a partition, indirect');
+  t.equal(outcomeOf(await read([idp({ distributionPoint: named, onlyContainsCACerts: true })])), 'unsupported', 'a partition, CA certificates only');
   const users = await read([idp({ onlyContainsUserCerts: true })]);
-  t.equal(reasonOf(users), 'read', 'user certificates only');
+  t.equal(outcomeOf(users), 'read', 'user certificates only');
   t.equal(typeof users === 'string' ? 'none' : users.scope, undefined, 'covers every one of them');
   const uri = 'http://crl.example/partition-1.crl';
   const partition = await read([idp({ distributionPoint: new DistributionPointName({ fullName: [uriName(uri), new GeneralName({ dNSName: 'crl.example' })] }) })]);
@@ -245,7 +228,7 @@ t.test('CRL extensions: understood, refused, ignored', async (t) => {
 t.test('CRL entry extensions', async (t) => {
   const read = async (extensions: ReturnType<typeof extension>[]): Promise<string> => {
     const bytes = await signCrl(ca, { nextUpdate, entries: [{ serial: alsoRevoked.serial }, { serial: good.serial, extensions }] });
-    return failure(() => t.equal(readCrl(bytes, [ca.x509]).size, 2));
+    return reasonOf(() => t.equal(readCrl(bytes, [ca.x509]).size, 2));
   };
   t.equal(await read([extension(id_ce_cRLReasons, true, new asn1js.Enumerated({ value: 1 }).toBER())]), 'no error', 'a critical reasonCode');
   t.equal(await read([extension('1.3.6.1.4.1.99999.2', false, nullValue)]), 'no error', 'an unknown non-critical entry extension');
@@ -297,17 +280,18 @@ t.test('fetchCrl: a bounded GET', async (t) => {
   server.set('/hang', 'hang');
   t.same(Buffer.from(await fetchCrl(server.url('/ok'), { timeoutMs: 10_000 })), crl.der);
   t.same(Buffer.from(await fetchCrl(server.url('/chunked'), { timeoutMs: 10_000 })), crl.der, 'without a content-length');
-  t.equal(await rejection(fetchCrl(server.url('/missing'), { timeoutMs: 10_000 })), 'unavailable', 'HTTP 404');
-  t.equal(await rejection(fetchCrl(server.url('/ok'), { timeoutMs: 10_000, maxBytes: crl.der.length - 1 })), 'unavailable', 'a content-length over the cap');
-  t.equal(await rejection(fetchCrl(server.url('/chunked'), { timeoutMs: 10_000, maxBytes: crl.der.length - 1 })), 'unavailable', 'a body over the cap');
+  t.equal(await rejectionOf(() => fetchCrl(server.url('/missing'), { timeoutMs: 10_000 })), 'unavailable', 'HTTP 404');
+  t.equal(await rejectionOf(() => fetchCrl(server.url('/ok'), { timeoutMs: 10_000, maxBytes: crl.der.length - 1 })), 'unavailable', 'a content-length over the cap');
+  t.equal(await rejectionOf(() => fetchCrl(server.url('/chunked'), { timeoutMs: 10_000, maxBytes: crl.der.length - 1 })), 'unavailable', 'a body over the cap');
   t.same(Buffer.from(await fetchCrl(server.url('/chunked'), { timeoutMs: 10_000, maxBytes: crl.der.length })), crl.der, 'a body of exactly the cap');
-  t.equal(await rejection(fetchCrl(server.url('/hang'), { timeoutMs: 50 })), 'unavailable', 'a timeout');
+  t.equal(await rejectionOf(() => fetchCrl(server.url('/hang'), { timeoutMs: 50 })), 'unavailable', 'a timeout');
   const aborted = new AbortController();
   aborted.abort();
-  t.equal(await rejection(fetchCrl(server.url('/ok'), { timeoutMs: 10_000, signal: aborted.signal })), 'unavailable', 'aborted by the caller');
-  t.equal(await rejection(fetchCrl(await deadUrl(), { timeoutMs: 10_000 })), 'unavailable', 'connection refused');
-  t.equal(await rejection(fetchCrl('ldap://ldap.example/cn=CA', { timeoutMs: 10_000 })), 'unavailable', 'not http(s)');
-  t.equal(await rejection(fetchCrl('http://[::1', { timeoutMs: 10_000 })), 'unavailable', 'not a URL');
+  t.equal(await rejectionOf(() => fetchCrl(server.url('/ok'), { timeoutMs: 10_000, signal: aborted.signal })), 'unavailable', 'aborted by the caller');
+  const refused = await deadUrl();
+  t.equal(await rejectionOf(() => fetchCrl(refused, { timeoutMs: 10_000 })), 'unavailable', 'connection refused');
+  t.equal(await rejectionOf(() => fetchCrl('ldap://ldap.example/cn=CA', { timeoutMs: 10_000 })), 'unavailable', 'not http(s)');
+  t.equal(await rejectionOf(() => fetchCrl('http://[::1', { timeoutMs: 10_000 })), 'unavailable', 'not a URL');
   const messages: string[] = [];
   await fetchCrl(server.url('/hang'), { timeoutMs: 50 }).catch((e: Error) => messages.push(e.message));
   t.same(messages, ['unavailable: timed out']);

@@ -9,6 +9,7 @@ import { OCSPRequest, OCSPResponseStatus, Request, TBSRequest, id_pkix_ocsp_nonc
 import { buildOcspRequest, ocspUrlOf, queryOcsp, readOcspResponse, type OcspCheck, type OcspRequest } from '../../src/revocation/ocsp.js';
 import { RevocationError, type SourceAnswer } from '../../src/revocation/types.js';
 import { createOpensslCa } from '../fixtures/openssl-ca.js';
+import { rejectionOf } from '../helpers/codes.js';
 import {
   alteredCertId, basicResponse, certIdOf, closedUrl, extension, parseRequest, signedResponse, signerOf, startFakeResponder, startRecordingProxy,
   statusResponse, wrap, type ParsedRequest, type Reply, type ResponseOptions, type SingleOptions,
@@ -58,16 +59,6 @@ const checkOf = (request: OcspRequest, overrides: Partial<OcspCheck> = {}): Ocsp
 });
 
 /** The reason code `run` fails with, or 'no error'. */
-async function reasonOf(run: () => unknown): Promise<string> {
-  try {
-    await run();
-  } catch (e) {
-    if (e instanceof RevocationError) return e.reason;
-    throw e;
-  }
-  return 'no error';
-}
-
 interface AskOptions {
   readonly nonce?: boolean;
   readonly issuer?: X509Certificate;
@@ -161,7 +152,7 @@ t.test('buildOcspRequest: a SHA-1 CertID of the issuer and the serial, a 32-byte
   t.match(text, new RegExp(`Serial Number: ${tpp.serial}`));
   t.match(text, /OCSP Nonce/);
   const notACertificate = { raw: Buffer.from([0x30, 0x00]) } as unknown as X509Certificate;
-  t.equal(await reasonOf(() => buildOcspRequest(notACertificate, ca.x509)), 'malformed', 'a certificate the ASN.1 classes cannot read');
+  t.equal(await rejectionOf(() => buildOcspRequest(notACertificate, ca.x509)), 'malformed', 'a certificate the ASN.1 classes cannot read');
 });
 
 t.test('openssl ocsp, the CA signing, without nextUpdate: good, revoked, unknown', async (t) => {
@@ -179,8 +170,8 @@ t.test('openssl ocsp, the CA signing, without nextUpdate: good, revoked, unknown
   // asked about with this CA as issuer is whatever this CA's certificate of that serial is (tpp).
   t.equal((await ask(real.url, foreign.x509)).status, 'good', "another CA's certificate, asked with the wrong issuer: tpp's answer");
   // Asked with its own CA as issuer, openssl answers unknown, signed by this CA: no signer otherCa trusts.
-  t.equal(await reasonOf(() => ask(real.url, foreign.x509, { issuer: otherCa.x509 })), 'untrusted_signer', "another CA's responder");
-  t.equal(await reasonOf(() => ask(real.url, tpp.x509, { now: Date.now() + 2 * DAY })), 'stale', 'no nextUpdate: too old past maxAgeMs');
+  t.equal(await rejectionOf(() => ask(real.url, foreign.x509, { issuer: otherCa.x509 })), 'untrusted_signer', "another CA's responder");
+  t.equal(await rejectionOf(() => ask(real.url, tpp.x509, { now: Date.now() + 2 * DAY })), 'stale', 'no nextUpdate: too old past maxAgeMs');
 });
 
 t.test('openssl ocsp, the CA signing, with -nmin: nextUpdate, the nonce echoed', async (t) => {
@@ -192,7 +183,7 @@ t.test('openssl ocsp, the CA signing, with -nmin: nextUpdate, the nonce echoed',
   // openssl reads the clock once for thisUpdate and once for nextUpdate: a second may pass between.
   t.ok(span >= 10 * MINUTE && span <= 10 * MINUTE + 1000, `nextUpdate = thisUpdate + 10 min (${span} ms)`);
   t.equal((await ask(real.url, revokedAtStart.x509, { nonce: true })).status, 'revoked');
-  t.equal(await reasonOf(() => ask(real.url, tpp.x509, { now: Date.now() + 11 * MINUTE })), 'stale', 'past nextUpdate');
+  t.equal(await rejectionOf(() => ask(real.url, tpp.x509, { now: Date.now() + 11 * MINUTE })), 'stale', 'past nextUpdate');
 });
 
 t.test('openssl ocsp with a delegated responder certificate (id-kp-OCSPSigning)', async (t) => {
@@ -203,13 +194,13 @@ t.test('openssl ocsp with a delegated responder certificate (id-kp-OCSPSigning)'
   t.type(good.nextUpdate, 'number');
   t.equal((await ask(real.url, revokedAtStart.x509)).status, 'revoked');
   t.equal((await send(real.url, requestForMissingSerial())).status, 'unknown');
-  t.equal(await reasonOf(() => ask(real.url, tpp.x509, { now: Date.now() + 40 * DAY })), 'untrusted_signer', 'the responder certificate has expired by then');
+  t.equal(await rejectionOf(() => ask(real.url, tpp.x509, { now: Date.now() + 40 * DAY })), 'untrusted_signer', 'the responder certificate has expired by then');
 });
 
 t.test('openssl ocsp signing with a certificate of the CA that lacks id-kp-OCSPSigning', async (t) => {
   const real = await ca.startResponder({ signer: notResponder });
   t.teardown(() => real.close());
-  t.equal(await reasonOf(() => ask(real.url, tpp.x509)), 'untrusted_signer');
+  t.equal(await rejectionOf(() => ask(real.url, tpp.x509)), 'untrusted_signer');
 });
 
 t.test("cross-check with openssl's own client", async (t) => {
@@ -282,22 +273,22 @@ t.test('GET while the URL-encoded base64 is under 255 bytes; the path joined wit
 });
 
 t.test('queryOcsp: the responder down, slow, stalling, failing, too talkative', async (t) => {
-  t.equal(await reasonOf(async () => queryOcsp(await closedUrl(), buildOcspRequest(tpp.x509, ca.x509), { timeoutMs: 2000 })), 'unavailable', 'connection refused');
-  t.equal(await reasonOf(() => viaFake(t, (p) => ({ body: signedResponse(answerFor(p)), delayMs: 30_000 }), { timeoutMs: 200 })), 'unavailable', 'no headers before timeoutMs');
-  t.equal(await reasonOf(() => viaFake(t, (p) => ({ body: signedResponse(answerFor(p)), stall: true }), { timeoutMs: 200 })), 'unavailable', 'the body stalls');
-  t.equal(await reasonOf(() => viaFake(t, (p) => ({ status: 500, body: signedResponse(answerFor(p)) }))), 'unavailable', 'HTTP 500');
-  t.equal(await reasonOf(() => viaFake(t, () => ({ status: 404 }))), 'unavailable', 'HTTP 404');
-  t.equal(await reasonOf(() => viaFake(t, () => ({ body: Buffer.alloc(2000) }), { maxBytes: 1000 })), 'unavailable', 'over maxBytes');
-  t.equal(await reasonOf(() => viaFake(t, () => ({ body: Buffer.alloc(64 * 1024 + 1) }))), 'unavailable', 'over the default 64 KiB');
-  t.equal(await reasonOf(() => queryOcsp('not a url', buildOcspRequest(tpp.x509, ca.x509), { timeoutMs: 2000 })), 'unavailable', 'a URL that does not parse');
+  t.equal(await rejectionOf(async () => queryOcsp(await closedUrl(), buildOcspRequest(tpp.x509, ca.x509), { timeoutMs: 2000 })), 'unavailable', 'connection refused');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => ({ body: signedResponse(answerFor(p)), delayMs: 30_000 }), { timeoutMs: 200 })), 'unavailable', 'no headers before timeoutMs');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => ({ body: signedResponse(answerFor(p)), stall: true }), { timeoutMs: 200 })), 'unavailable', 'the body stalls');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => ({ status: 500, body: signedResponse(answerFor(p)) }))), 'unavailable', 'HTTP 500');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ status: 404 }))), 'unavailable', 'HTTP 404');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ body: Buffer.alloc(2000) }), { maxBytes: 1000 })), 'unavailable', 'over maxBytes');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ body: Buffer.alloc(64 * 1024 + 1) }))), 'unavailable', 'over the default 64 KiB');
+  t.equal(await rejectionOf(() => queryOcsp('not a url', buildOcspRequest(tpp.x509, ca.x509), { timeoutMs: 2000 })), 'unavailable', 'a URL that does not parse');
   t.equal((await viaFake(t, (p) => ({ body: signedResponse(answerFor(p)) }), { maxBytes: 64 * 1024 })).status, 'good', 'within maxBytes');
 });
 
 t.test('fake responders: what the body says', async (t) => {
-  t.equal(await reasonOf(() => viaFake(t, () => ({ body: Buffer.from('<html>ocsp</html>') }))), 'malformed', 'garbage');
-  t.equal(await reasonOf(() => viaFake(t, () => ({ body: Buffer.alloc(0) }))), 'malformed', 'empty');
-  t.equal(await reasonOf(() => viaFake(t, () => ({ body: statusResponse(OCSPResponseStatus.tryLater) }))), 'responder_error', 'tryLater');
-  t.equal(await reasonOf(() => viaFake(t, () => ({ body: statusResponse(OCSPResponseStatus.unauthorized) }))), 'responder_error', 'unauthorized');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ body: Buffer.from('<html>ocsp</html>') }))), 'malformed', 'garbage');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ body: Buffer.alloc(0) }))), 'malformed', 'empty');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ body: statusResponse(OCSPResponseStatus.tryLater) }))), 'responder_error', 'tryLater');
+  t.equal(await rejectionOf(() => viaFake(t, () => ({ body: statusResponse(OCSPResponseStatus.unauthorized) }))), 'responder_error', 'unauthorized');
   const now = Math.floor(Date.now() / 1000) * 1000;
   t.same(await viaFake(t, (p) => answerFor(p, {}, fresh(now)), { now }), { status: 'good', thisUpdate: now - MINUTE, nextUpdate: now + 10 * MINUTE }, 'good');
   t.equal((await viaFake(t, (p) => answerFor(p, {}, { status: 'revoked' }))).status, 'revoked');
@@ -306,53 +297,53 @@ t.test('fake responders: what the body says', async (t) => {
 
 t.test('fake responders: who signed', async (t) => {
   // Another key, the responderID naming the issuer: the issuer is the identified signer and its key does not verify.
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: impostorSigner, responder: ca.x509 }))), 'bad_signature', 'another key, responderID byName of the issuer');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: impostorSigner }))), 'bad_signature', 'an impostor CA of the same name');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner, responder: ca.x509, responderId: 'byKey' }))), 'bad_signature', 'another key, responderID byKey of the issuer');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: impostorSigner, responder: ca.x509 }))), 'bad_signature', 'another key, responderID byName of the issuer');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: impostorSigner }))), 'bad_signature', 'an impostor CA of the same name');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner, responder: ca.x509, responderId: 'byKey' }))), 'bad_signature', 'another key, responderID byKey of the issuer');
   // Another key naming itself: nobody the issuer trusts.
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner }))), 'untrusted_signer', 'another CA, naming itself');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner, certs: [otherCaSigner.cert] }))), 'untrusted_signer', 'another CA, its certificate attached');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner }))), 'untrusted_signer', 'another CA, naming itself');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner, certs: [otherCaSigner.cert] }))), 'untrusted_signer', 'another CA, its certificate attached');
   t.equal((await viaFake(t, (p) => answerFor(p, { responderId: 'byKey' }))).status, 'good', 'the CA, responderID byKey');
   // Delegated responders.
   t.equal((await viaFake(t, (p) => answerFor(p, { signer: delegate, certs: [delegate.cert] }))).status, 'good', 'delegated, byName');
   t.equal((await viaFake(t, (p) => answerFor(p, { signer: delegate, certs: [notResponder.x509, ca.x509, delegate.cert], responderId: 'byKey' }))).status, 'good', 'delegated, byKey, among other certificates');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: delegate }))), 'untrusted_signer', 'delegated, its certificate not attached');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: delegate }))), 'untrusted_signer', 'delegated, its certificate not attached');
   const noEku = signerOf(notResponder.pem, notResponder.keyPem);
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: noEku, certs: [noEku.cert] }))), 'untrusted_signer', 'a delegated signer without id-kp-OCSPSigning');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: noEku, certs: [noEku.cert] }))), 'untrusted_signer', 'a delegated signer without id-kp-OCSPSigning');
   const foreignDelegate = signerOf(foreignResponder.pem, foreignResponder.keyPem);
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: foreignDelegate, certs: [foreignDelegate.cert] }))), 'untrusted_signer', "another CA's OCSP responder");
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: foreignDelegate, certs: [foreignDelegate.cert] }))), 'untrusted_signer', "another CA's OCSP responder");
   const impostorDelegate = signerOf(impostorResponder.pem, impostorResponder.keyPem);
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: impostorDelegate, certs: [impostorDelegate.cert] }))), 'untrusted_signer', "a responder issued under the issuer's name by another key");
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: impostorDelegate, certs: [impostorDelegate.cert] }))), 'untrusted_signer', "a responder issued under the issuer's name by another key");
   // The delegate named and attached, but the response signed by another key.
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner, responder: delegate.cert, certs: [delegate.cert] }))), 'bad_signature', 'the delegate identified, another key signing');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { signer: otherCaSigner, responder: delegate.cert, certs: [delegate.cert] }))), 'bad_signature', 'the delegate identified, another key signing');
 });
 
 t.test('fake responders: which certificate, and when', async (t) => {
   const now = Math.floor(Date.now() / 1000) * 1000;
   const other = Buffer.from('7fffffff', 'hex');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, {}, { certId: alteredCertId(tppId, { serial: other }) }))), 'wrong_certificate', 'another serial');
-  t.equal(await reasonOf(() => viaFake(t, () => answerFor({ certIds: [certIdOf(tpp.x509, otherCa.x509)] }))), 'wrong_certificate', 'the same serial under another issuer');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, {}, { certId: alteredCertId(tppId, { serial: other }) }))), 'wrong_certificate', 'another serial');
+  t.equal(await rejectionOf(() => viaFake(t, () => answerFor({ certIds: [certIdOf(tpp.x509, otherCa.x509)] }))), 'wrong_certificate', 'the same serial under another issuer');
   t.equal((await viaFake(t, () => answerFor({ certIds: [certIdOf(tpp.x509, ca.x509, 'sha256')] }))).status, 'good', 'answered with a SHA-256 CertID');
   t.equal(
     (await viaFake(t, (p) => answerFor(p, { responses: [{ certId: alteredCertId(tppId, { serial: other }), status: 'revoked' }, { certId: tppId, ...fresh(now) }] }), { now })).status,
     'good',
     'the one answer about tpp among others',
   );
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - 20 * MINUTE), nextUpdate: new Date(now - MINUTE) }), { now })), 'stale', 'nextUpdate past');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - MINUTE), nextUpdate: new Date(now) }), { now })), 'stale', 'nextUpdate = now');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now + SKEW + 1000), nextUpdate: new Date(now + DAY) }), { now })), 'not_yet_valid', 'thisUpdate beyond the skew');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - 20 * MINUTE), nextUpdate: new Date(now - MINUTE) }), { now })), 'stale', 'nextUpdate past');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - MINUTE), nextUpdate: new Date(now) }), { now })), 'stale', 'nextUpdate = now');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now + SKEW + 1000), nextUpdate: new Date(now + DAY) }), { now })), 'not_yet_valid', 'thisUpdate beyond the skew');
   t.same(await viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now + SKEW), nextUpdate: new Date(now + DAY) }), { now }), { status: 'good', thisUpdate: now + SKEW, nextUpdate: now + DAY }, 'thisUpdate in the future, within the skew');
   t.same(await viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - 2 * MINUTE), nextUpdate: undefined }), { now }), { status: 'good', thisUpdate: now - 2 * MINUTE }, 'no nextUpdate, recent');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - DAY - 1000), nextUpdate: undefined }), { now })), 'stale', 'no nextUpdate, older than maxAgeMs: a replay');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - DAY - 1000), nextUpdate: undefined }), { now })), 'stale', 'no nextUpdate, older than maxAgeMs: a replay');
   t.equal((await viaFake(t, (p) => answerFor(p, {}, { thisUpdate: new Date(now - 3 * DAY), nextUpdate: new Date(now + MINUTE) }), { now })).status, 'good', 'old but nextUpdate ahead: maxAgeMs does not apply');
 });
 
 t.test('fake responders: the nonce', async (t) => {
   t.equal((await viaFake(t, (p) => answerFor(p), { nonce: true })).status, 'good', 'echoed');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { nonce: undefined }), { nonce: true })), 'nonce_mismatch', 'missing (a pre-signed RFC 5019 answer)');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { nonce: Buffer.alloc(32, 7) }), { nonce: true })), 'nonce_mismatch', 'another nonce');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { nonce: undefined }), { nonce: true })), 'nonce_mismatch', 'missing (a pre-signed RFC 5019 answer)');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { nonce: Buffer.alloc(32, 7) }), { nonce: true })), 'nonce_mismatch', 'another nonce');
   t.equal(
-    await reasonOf(() => viaFake(t, (p) => answerFor(p, { nonce: undefined, extensions: [extension(id_pkix_ocsp_nonce, false, p.nonce ?? Buffer.alloc(0))] }), { nonce: true })),
+    await rejectionOf(() => viaFake(t, (p) => answerFor(p, { nonce: undefined, extensions: [extension(id_pkix_ocsp_nonce, false, p.nonce ?? Buffer.alloc(0))] }), { nonce: true })),
     'nonce_mismatch',
     'the raw nonce without its OCTET STRING',
   );
@@ -362,9 +353,9 @@ t.test('fake responders: the nonce', async (t) => {
 t.test('fake responders: critical extensions', async (t) => {
   const unknownOid = '1.3.6.1.4.1.99999.1';
   const value = new Uint8Array([0x05, 0x00]);
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, { extensions: [extension(unknownOid, true, value)] }))), 'unsupported', 'an unknown critical response extension');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, { extensions: [extension(unknownOid, true, value)] }))), 'unsupported', 'an unknown critical response extension');
   t.equal((await viaFake(t, (p) => answerFor(p, { extensions: [extension(unknownOid, false, value)] }))).status, 'good', 'not critical: ignored');
-  t.equal(await reasonOf(() => viaFake(t, (p) => answerFor(p, {}, { extensions: [extension(unknownOid, true, value)] }))), 'unsupported', 'an unknown critical single extension');
+  t.equal(await rejectionOf(() => viaFake(t, (p) => answerFor(p, {}, { extensions: [extension(unknownOid, true, value)] }))), 'unsupported', 'an unknown critical single extension');
   t.equal((await viaFake(t, (p) => answerFor(p, {}, { status: 'revoked', extensions: [extension(id_ce_cRLReasons, true, new Uint8Array([0x0a, 0x01, 0x01]))] }))).status, 'revoked', 'a critical reasonCode is understood');
   t.equal(
     (await viaFake(t, (p) => answerFor(p, { nonce: undefined, extensions: [extension(id_pkix_ocsp_nonce, true, AsnConvert.serialize(new OctetString(p.nonce ?? Buffer.alloc(0))))] }), { nonce: true })).status,
@@ -376,21 +367,21 @@ t.test('fake responders: critical extensions', async (t) => {
 t.test('readOcspResponse: structure', async (t) => {
   const good = signedResponse(answerFor({ certIds: [tppId] }));
   t.equal(readBuilt(good).status, 'good');
-  t.equal(await reasonOf(() => readBuilt(Buffer.concat([good, Buffer.from([0])]))), 'malformed', 'a trailing byte');
-  t.equal(await reasonOf(() => readBuilt(good.subarray(0, good.length - 1))), 'malformed', 'truncated');
-  t.equal(await reasonOf(() => readBuilt(statusResponse(OCSPResponseStatus.successful))), 'malformed', 'successful without responseBytes');
-  t.equal(await reasonOf(() => readBuilt(wrap(basicResponse(answerFor({ certIds: [tppId] })), '1.3.6.1.5.5.7.48.1.99'))), 'malformed', 'another response type');
-  t.equal(await reasonOf(() => readBuilt(wrap(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00])))), 'malformed', 'not a BasicOCSPResponse');
-  t.equal(await reasonOf(() => readBuilt(wrap(Buffer.concat([Buffer.from(AsnConvert.serialize(basicResponse(answerFor({ certIds: [tppId] })))), Buffer.from([0])])))), 'malformed', 'a trailing byte inside');
-  t.equal(await reasonOf(() => readBuilt(signedResponse(answerFor({ certIds: [tppId] }, { version: 1 })))), 'unsupported', 'ResponseData v2');
-  t.equal(await reasonOf(() => readBuilt(signedResponse(answerFor({ certIds: [tppId] }, { signatureAlgorithm: '1.2.840.10045.4.1' })))), 'bad_signature', 'ecdsa-with-SHA1: not accepted');
-  t.equal(await reasonOf(() => readBuilt(signedResponse(answerFor({ certIds: [tppId] }, { responses: [{ certId: tppId }, { certId: tppId }] })))), 'malformed', 'two answers about the certificate');
-  t.equal(await reasonOf(() => readBuilt(signedResponse(answerFor({ certIds: [alteredCertId(tppId, { hashAlgorithm: '1.2.840.113549.2.5' })] })))), 'wrong_certificate', 'a CertID hashed with MD5');
-  t.equal(await reasonOf(() => readBuilt(good, { issuer: otherCa.x509 }, buildOcspRequest(tpp.x509, ca.x509))), 'untrusted_signer', 'checked against another issuer');
+  t.equal(await rejectionOf(() => readBuilt(Buffer.concat([good, Buffer.from([0])]))), 'malformed', 'a trailing byte');
+  t.equal(await rejectionOf(() => readBuilt(good.subarray(0, good.length - 1))), 'malformed', 'truncated');
+  t.equal(await rejectionOf(() => readBuilt(statusResponse(OCSPResponseStatus.successful))), 'malformed', 'successful without responseBytes');
+  t.equal(await rejectionOf(() => readBuilt(wrap(basicResponse(answerFor({ certIds: [tppId] })), '1.3.6.1.5.5.7.48.1.99'))), 'malformed', 'another response type');
+  t.equal(await rejectionOf(() => readBuilt(wrap(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00])))), 'malformed', 'not a BasicOCSPResponse');
+  t.equal(await rejectionOf(() => readBuilt(wrap(Buffer.concat([Buffer.from(AsnConvert.serialize(basicResponse(answerFor({ certIds: [tppId] })))), Buffer.from([0])])))), 'malformed', 'a trailing byte inside');
+  t.equal(await rejectionOf(() => readBuilt(signedResponse(answerFor({ certIds: [tppId] }, { version: 1 })))), 'unsupported', 'ResponseData v2');
+  t.equal(await rejectionOf(() => readBuilt(signedResponse(answerFor({ certIds: [tppId] }, { signatureAlgorithm: '1.2.840.10045.4.1' })))), 'bad_signature', 'ecdsa-with-SHA1: not accepted');
+  t.equal(await rejectionOf(() => readBuilt(signedResponse(answerFor({ certIds: [tppId] }, { responses: [{ certId: tppId }, { certId: tppId }] })))), 'malformed', 'two answers about the certificate');
+  t.equal(await rejectionOf(() => readBuilt(signedResponse(answerFor({ certIds: [alteredCertId(tppId, { hashAlgorithm: '1.2.840.113549.2.5' })] })))), 'wrong_certificate', 'a CertID hashed with MD5');
+  t.equal(await rejectionOf(() => readBuilt(good, { issuer: otherCa.x509 }, buildOcspRequest(tpp.x509, ca.x509))), 'untrusted_signer', 'checked against another issuer');
   const forOther = buildOcspRequest(tpp.x509, otherCa.x509);
-  t.equal(await reasonOf(() => readBuilt(good, {}, forOther)), 'wrong_certificate', 'a request built for another issuer than check.issuer');
+  t.equal(await rejectionOf(() => readBuilt(good, {}, forOther)), 'wrong_certificate', 'a request built for another issuer than check.issuer');
   const notACertificate = { raw: Buffer.from([0x30, 0x00]) } as unknown as X509Certificate;
-  t.equal(await reasonOf(() => readBuilt(good, { issuer: notACertificate })), 'malformed', 'an issuer the ASN.1 classes cannot read');
+  t.equal(await rejectionOf(() => readBuilt(good, { issuer: notACertificate })), 'malformed', 'an issuer the ASN.1 classes cannot read');
 });
 
 t.test('readOcspResponse: the delegated responder certificate at `now`', async (t) => {
@@ -398,8 +389,8 @@ t.test('readOcspResponse: the delegated responder certificate at `now`', async (
   const at = (now: number): Uint8Array => signedResponse(answerFor({ certIds: [tppId] }, { signer: short, certs: [short.cert], responses: [{ certId: tppId, ...fresh(now) }] }));
   const now = Date.now();
   t.equal(readBuilt(at(now), { now }).status, 'good');
-  t.equal(await reasonOf(() => readBuilt(at(now + 2 * DAY), { now: now + 2 * DAY })), 'untrusted_signer', 'expired');
-  t.equal(await reasonOf(() => readBuilt(at(now - DAY), { now: now - DAY })), 'untrusted_signer', 'not yet valid');
+  t.equal(await rejectionOf(() => readBuilt(at(now + 2 * DAY), { now: now + 2 * DAY })), 'untrusted_signer', 'expired');
+  t.equal(await rejectionOf(() => readBuilt(at(now - DAY), { now: now - DAY })), 'untrusted_signer', 'not yet valid');
   // A copy of the responder certificate whose signature does not verify is passed over.
   const broken = basicResponse(answerFor({ certIds: [tppId] }, { signer: delegate, certs: [delegate.cert, delegate.cert] }));
   const first = broken.certs?.[0];

@@ -3,7 +3,7 @@ import t from 'tap';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { SIGNATURE_ALGORITHMS, verifySignature } from '../../src/revocation/signature.js';
 import { serialKey } from '../../src/revocation/types.js';
-import { DerError, TAG, oidOf, tlvAt } from '../../src/certificate/der.js';
+import { DerError, TAG, certificateParts, extensionAt, isOid, oidOf, tlvAt } from '../../src/certificate/der.js';
 import { RevocationError } from '../../src/revocation/types.js';
 
 t.test('serialKey: hex and INTEGER bytes give one key', async (t) => {
@@ -56,4 +56,33 @@ t.test('der: framing errors are typed', async (t) => {
   t.equal(reason(() => oid([0x06, 0x02, 0x55, 0x9d])), 'malformed', 'a last byte with the continuation bit');
   t.equal(reason(() => oid([0x04, 0x01, 0x00])), 'malformed', 'not an OID');
   t.equal(reason(() => oid([0x06, 0x00])), 'malformed', 'an empty OID');
+});
+
+t.test('der: extensions and certificate parts', async (t) => {
+  const reason = (fn: () => unknown) => {
+    try {
+      fn();
+      return 'read';
+    } catch (e) {
+      return e instanceof DerError ? 'malformed' : 'other';
+    }
+  };
+  const at = (bytes: number[]) => {
+    const buf = Uint8Array.from(bytes);
+    return extensionAt(buf, tlvAt(buf, 0));
+  };
+  const keyUsage = [0x06, 0x03, 0x55, 0x1d, 0x0f];
+  const plain = at([0x30, 0x09, ...keyUsage, 0x04, 0x02, 0x03, 0x00]);
+  t.same([plain.critical, plain.value.body, plain.value.end], [false, 9, 11], 'critical defaults to false');
+  const flagged = at([0x30, 0x0c, ...keyUsage, 0x01, 0x01, 0xff, 0x04, 0x02, 0x03, 0x00]);
+  t.equal(flagged.critical, true);
+  t.ok(isOid(Uint8Array.from([0x30, 0x0c, ...keyUsage]), flagged.id, Uint8Array.from(keyUsage)));
+  t.notOk(isOid(Uint8Array.from([0x30, 0x0c, ...keyUsage]), flagged.id, Uint8Array.from([0x06, 0x03, 0x55, 0x1d, 0x1d])));
+  t.equal(reason(() => at([0x31, 0x00])), 'malformed', 'not a SEQUENCE');
+  t.equal(reason(() => at([0x30, 0x05, ...keyUsage])), 'malformed', 'no value');
+  t.equal(reason(() => at([0x30, 0x09, ...keyUsage, 0x02, 0x02, 0x03, 0x00])), 'malformed', 'a value that is no OCTET STRING');
+  t.equal(reason(() => at([0x30, 0x0d, ...keyUsage, 0x01, 0x02, 0xff, 0xff, 0x04, 0x02, 0x03, 0x00])), 'malformed', 'a BOOLEAN of two bytes');
+  t.equal(reason(() => at([0x30, 0x0d, ...keyUsage, 0x04, 0x02, 0x03, 0x00, 0x04, 0x00, 0x04, 0x00])), 'malformed', 'too many fields');
+  t.equal(reason(() => certificateParts(Uint8Array.from([0x31, 0x00]))), 'malformed', 'not a certificate');
+  t.equal(reason(() => certificateParts(Uint8Array.from([0x30, 0x04, 0x30, 0x02, 0x02, 0x00]))), 'malformed', 'no subject');
 });
