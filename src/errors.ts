@@ -20,6 +20,15 @@ export type ErrorCode =
   | 'not_yet_valid'
   | 'unbound_token'
   | 'insufficient_scope'
+  // DPoP (RFC 9449)
+  | 'invalid_dpop_proof'
+  | 'dpop_replay'
+  | 'use_dpop_nonce'
+  | 'dpop_required'
+  | 'dpop_downgrade'
+  | 'dpop_unbound_token'
+  | 'dpop_key_mismatch'
+  | 'dpop_ath_mismatch'
   // client certificate
   | 'certificate_missing'
   | 'certificate_mismatch'
@@ -45,6 +54,8 @@ export interface ErrorDetails {
   readonly allow?: readonly string[];
   /** Seconds before retrying, for `as_unavailable`, `revocation_unavailable` and `upstream_overloaded`. */
   readonly retryAfter?: number;
+  /** A fresh DPoP nonce, sent as DPoP-Nonce, for `use_dpop_nonce`. */
+  readonly nonce?: string;
 }
 
 export class GatewayError extends Error {

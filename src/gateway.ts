@@ -18,6 +18,8 @@ import type { Logger } from './observability/logger.js';
 import { secureContextOptions } from './server/listeners.js';
 import { authorizerFor, type Authorize } from './stages.js';
 import { createRevocationChecker, type RevocationChecker } from './revocation/checker.js';
+import { createDpopParts, type DpopParts } from './dpop/stage.js';
+import { takesDpop } from './config/resolve-dpop.js';
 
 /** What the certificate stage reads of a request: data, not the IncomingMessage. */
 export interface RequestView {
@@ -27,6 +29,8 @@ export interface RequestView {
   readonly socket: Socket;
   /** What the certificate readers keep on this connection. */
   readonly connection: ConnectionCertificates;
+  /** The request method, as received (DPoP htm is compared with it). */
+  readonly method: string;
 }
 
 /** Everything a request on one route needs, built once per route when the gateway is compiled. */
@@ -34,7 +38,7 @@ export interface CompiledRoute {
   readonly name: string;
   readonly config: RouteConfig;
   readonly upstream: Upstream;
-  /** Headers never forwarded on this route: the protected ones, and Authorization unless the route keeps it. */
+  /** Headers never forwarded on this route: the protected ones, and Authorization and DPoP unless the route keeps them. */
   readonly drop: DropTable;
   /** Names of the headers certbound tells the upstream who the caller is in. */
   readonly identity: IdentityHeadersConfig;
@@ -67,6 +71,10 @@ export interface Gateway {
   start(): void;
   /** Revocation (OCSP, CRL) with its status cache and CRLs, when client_certificate.revocation.mode is not off. */
   readonly revocation: RevocationChecker | undefined;
+  /** DPoP proof checks, nonces and replay store, when a route takes DPoP. */
+  readonly dpop: DpopParts | undefined;
+  /** dpop.algorithms as the algs of a DPoP challenge. */
+  readonly dpopAlgs: string;
   /** Gives up the parts it owns that `heir` uses too (it reused them: see takeOver). */
   handOver(heir: Gateway): KeptParts;
   /** Owns these parts from now on, those of them it uses. */
@@ -174,18 +182,35 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
     : undefined;
   const revocation = keptRevocation ?? ownedRevocation;
 
+  // A proof seen before a reload is a replay after it: the store is kept while its size is.
+  const dpop = config.routes.some((r) => takesDpop(r.auth))
+    ? createDpopParts(config.dpop, {
+        clock: deps.clock ?? Date.now,
+        evicted: () => metrics.dpopReplayEvictions.inc(),
+        ...(previous?.dpop && previous.config.dpop.replayCacheEntries === config.dpop.replayCacheEntries ? { replay: previous.dpop.replay } : {}),
+      })
+    : undefined;
+
   const upstreams = new Map([...config.upstreams.values()].map((u) => [u.name, createUpstream(u, createUpstreamSeries(metrics, u.name))]));
-  const withAuthorization = createDropTable([...protectedHeaders, 'authorization']);
-  const withoutAuthorization = createDropTable(protectedHeaders);
+  const dropTables = new Map<string, DropTable>();
+  // Authorization and DPoP are the client's credentials: kept only where the route says so, and
+  // DPoP always at a token endpoint (mtls), where the server binds the token it issues.
+  const dropFor = (r: RouteConfig): DropTable => {
+    const strip = [...protectedHeaders, ...(r.forwardAuthorization ? [] : ['authorization']), ...(r.forwardAuthorization || r.auth === 'mtls' ? [] : ['dpop'])];
+    const key = strip.slice(protectedHeaders.size).join(' ');
+    let table = dropTables.get(key);
+    if (table === undefined) dropTables.set(key, (table = createDropTable(strip)));
+    return table;
+  };
   const routes: CompiledRoute[] = config.routes.map((r) => ({
     name: r.name,
     config: r,
     // The config step checked that every route's upstream exists.
     upstream: upstreams.get(r.upstream) as Upstream,
-    drop: r.forwardAuthorization ? withoutAuthorization : withAuthorization,
+    drop: dropFor(r),
     identity: config.identityHeaders,
     series: createRouteSeries(metrics, r.name, HTTP_METHODS),
-    authorize: authorizerFor(r, { readCertificate: certificates.read, tokens, revocation }),
+    authorize: authorizerFor(r, { readCertificate: certificates.read, tokens, revocation, dpop }),
   }));
 
   const unready = (): string | undefined => {
@@ -212,6 +237,8 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
       if (keptRevocation === undefined) revocation?.start();
     },
     revocation,
+    dpop,
+    dpopAlgs: config.dpop.algorithms.join(' '),
     handOver(heir: Gateway): KeptParts {
       const tokensHanded = ownedTokens !== undefined && heir.tokens === ownedTokens ? ownedTokens : undefined;
       const revocationHanded = ownedRevocation !== undefined && heir.revocation === ownedRevocation ? ownedRevocation : undefined;

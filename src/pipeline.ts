@@ -77,7 +77,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
   ) {
     this.interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
     this.method = req.method ?? 'GET';
-    this.view = { headers: req.headersDistinct, socket: req.socket, connection };
+    this.view = { headers: req.headersDistinct, socket: req.socket, connection, method: this.method };
   }
 
   abandoned(): void {
@@ -116,6 +116,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
           headers: forwardedHeaders(req.headers, view.socket.remoteAddress, route, this.gateway, identity, this.interactionId),
           body: hasBody(req) ? req : undefined,
           interactionId: this.interactionId,
+          ...(identity.dpopNonce !== undefined ? { dpopNonce: identity.dpopNonce } : {}),
         },
         this.res,
         this,
@@ -174,7 +175,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
     if (!isGatewayError(error)) {
       obs.log.error({ err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error), interaction_id: this.interactionId }, 'unexpected error');
     }
-    const { response, reason } = answerTo(error, this.route, this.gateway.config.realm);
+    const { response, reason } = answerTo(error, this.route, this.gateway, this.view.headers.authorization);
     // Headers went out (the upstream failed mid-body): all HTTP allows is to cut the connection.
     if (res.headersSent) {
       res.destroy();
@@ -208,6 +209,7 @@ class Exchange implements ForwardCompletion, RequestHandle {
           responseBytes: bytes,
           clientId: identity.claims?.clientId,
           thumbprint: identity.certificate?.thumbprint ?? thumbprint,
+          jkt: identity.jkt,
           peer: socket.remoteAddress,
         },
         route?.series ?? this.gateway.unrouted,

@@ -22,7 +22,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   const started = performance.now();
   const interactionId = interactionIdOf(req.headers['x-fapi-interaction-id']);
   const method = req.method ?? 'GET';
-  const view: RequestView = { headers: req.headersDistinct, socket: req.socket, connection };
+  const view: RequestView = { headers: req.headersDistinct, socket: req.socket, connection, method };
   let route: CompiledRoute | undefined;
   let path: string | undefined;
   let identity: Identity = NO_IDENTITY;
@@ -41,6 +41,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
           interactionId, route: route?.name, method, path, upstream: upstream?.config.name, status, reason, outcome: outcomeOf(status, reason),
           latencySeconds: (performance.now() - started) / 1000, upstreamSeconds, responseBytes: bytes, clientId: identity.claims?.clientId,
           thumbprint: identity.certificate?.thumbprint ?? (route && route.config.auth !== 'none' && reason !== undefined ? gateway.thumbprintOf(view) : undefined),
+          jkt: identity.jkt,
           peer: (req.socket as Socket | null)?.remoteAddress,
         },
         route?.series ?? gateway.unrouted,
@@ -54,7 +55,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   const refuse = (error: unknown): void => {
     if (!isGatewayError(error)) obs.log.error({ err: String(error), interaction_id: interactionId }, 'unexpected error on upgrade');
     if (socket.destroyed) return record(CLIENT_CLOSED_STATUS, 'client_closed');
-    const { response, reason } = answerTo(error, route, gateway.config.realm);
+    const { response, reason } = answerTo(error, route, gateway, view.headers.authorization);
     socket.end(rawResponse(response, interactionId));
     record(response.status, reason, undefined, Buffer.byteLength(response.body));
   };

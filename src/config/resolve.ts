@@ -5,6 +5,8 @@ import { algorithmsFor } from '../token/client-auth.js';
 import { normalizePrefix } from '../route.js';
 import { NO_ROUTE } from '../observability/record.js';
 import { Problems } from './problems.js';
+import { publicOriginOf, resolveDpop, routeOrigin } from './resolve-dpop.js';
+import { TOKEN_AUTH_MODES } from './schema.js';
 import type {
   AuthorizationServerConfig, ClientAuthConfig, ClientCertificateConfig, Config, Document, IntrospectionConfig, JwksConfig, KeyFile,
   ListenConfig, PemFile, RevocationConfig, RouteConfig, TokenValidation, UpstreamConfig,
@@ -160,7 +162,8 @@ function resolveAuthorizationServer(doc: Document, p: Problems): AuthorizationSe
   const as = doc.authorizationServer;
   const at = 'authorization_server';
   if (!as) {
-    if (doc.routes.some((r) => r.auth === 'certificate_bound_token')) p.add(at, 'is required by routes with auth: certificate_bound_token');
+    const route = doc.routes.find((r) => takesToken(r.auth));
+    if (route) p.add(at, `is required by routes with auth: ${route.auth}`);
     return undefined;
   }
   const mode = doc.tokenValidation;
@@ -232,7 +235,10 @@ function resolveUpstreams(doc: Document['upstreams'], p: Problems): Map<string, 
   return out;
 }
 
+const takesToken = (auth: string): boolean => (TOKEN_AUTH_MODES as readonly string[]).includes(auth);
+
 function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Problems): RouteConfig[] {
+  const listenOrigin = doc.listen.publicUrl === undefined ? undefined : publicOriginOf('listen.public_url', doc.listen.publicUrl, p);
   const names = new Set<string>();
   const prefixes = new Set<string>();
   return doc.routes.map((r, i): RouteConfig => {
@@ -245,12 +251,17 @@ function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Probl
     else if (prefixes.has(pathPrefix)) p.add(`${at}.path_prefix`, `"${pathPrefix}" is already used by another route`);
     if (pathPrefix !== undefined) prefixes.add(pathPrefix);
     if (!Object.hasOwn(upstreams, r.upstream)) p.add(`${at}.upstream`, `unknown upstream "${r.upstream}"`);
-    if (r.auth !== 'certificate_bound_token' && r.scopes.length > 0) p.add(`${at}.scopes`, `has no effect with auth: ${r.auth}`);
-    if (r.auth === 'none' && r.psd2Roles.length > 0) p.add(`${at}.psd2_roles`, 'needs a client certificate: not with auth: none');
+    if (!takesToken(r.auth) && r.scopes.length > 0) p.add(`${at}.scopes`, `has no effect with auth: ${r.auth}`);
+    // A DPoP request need present no certificate: its roles could not be checked.
+    if (r.psd2Roles.length > 0 && r.auth !== 'certificate_bound_token' && r.auth !== 'mtls') {
+      p.add(`${at}.psd2_roles`, `needs a client certificate on every request: only with auth: certificate_bound_token or mtls, not ${r.auth}`);
+    }
+    const publicOrigin = routeOrigin(r, at, listenOrigin, p);
     const forward = r.forwardCertificateHeader ?? (r.auth === 'mtls' ? 'x-client-cert' : undefined);
-    const { forwardCertificateHeader: _f, forwardAuthorization, methods, ...rest } = r;
+    const { forwardCertificateHeader: _f, forwardAuthorization, methods, publicUrl: _p, ...rest } = r;
     return {
       ...rest,
+      ...(publicOrigin !== undefined ? { publicOrigin } : {}),
       pathPrefix: pathPrefix ?? r.pathPrefix,
       methods: [...new Set(methods.map((m) => m.toUpperCase()))],
       // At a token endpoint Authorization is the client's own credential for the server.
@@ -276,7 +287,9 @@ export function resolveConfig(doc: Document, baseDir: string, source: string): {
     certificateThumbprint: p.headerName('identity_headers.certificate_thumbprint', ih.certificateThumbprint),
     organizationId: p.headerName('identity_headers.organization_id', ih.organizationId),
     psd2Roles: p.headerName('identity_headers.psd2_roles', ih.psd2Roles),
+    dpopJkt: p.headerName('identity_headers.dpop_jkt', ih.dpopJkt),
   };
+  const dpop = resolveDpop(doc.dpop, p);
   try {
     validateHeaderValue('www-authenticate', `Bearer realm="${doc.realm}"`);
   } catch {
@@ -292,6 +305,7 @@ export function resolveConfig(doc: Document, baseDir: string, source: string): {
     ...(authorizationServer ? { authorizationServer } : {}),
     upstreams,
     routes,
+    dpop,
     identityHeaders,
     files: [...new Set(p.files)],
   };

@@ -12,7 +12,12 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 /** HTTP methods a route allows by default; metrics label any other method `OTHER`. */
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export const CERTIFICATE_FORMATS = ['pem', 'der-base64', 'rfc9440', 'xfcc', 'traefik', 'aws-alb'] as const;
-export const AUTH_MODES = ['certificate_bound_token', 'mtls', 'none'] as const;
+export const AUTH_MODES = ['certificate_bound_token', 'sender_constrained_token', 'dpop_bound_token', 'mtls', 'none'] as const;
+/** The route kinds that take an access token. */
+export const TOKEN_AUTH_MODES = ['certificate_bound_token', 'sender_constrained_token', 'dpop_bound_token'] as const;
+/** The route kinds that take a DPoP proof (and so need a public URL for its htu). */
+export const DPOP_AUTH_MODES = ['sender_constrained_token', 'dpop_bound_token'] as const;
+export const DPOP_NONCE_MODES = ['off', 'required'] as const;
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth'] as const;
 export const TOKEN_VALIDATION_MODES = ['introspection', 'jwt', 'auto'] as const;
 export const REVOCATION_MODES = ['off', 'soft_fail', 'hard_fail'] as const;
@@ -61,6 +66,10 @@ const Tls = Type.Object(
   { additionalProperties: false, description: 'TLS with client certificates. Without it certbound listens on plain HTTP (behind a load balancer: client_certificate.source: header).' },
 );
 
+/** An origin: https://host[:port], nothing after it (resolve.ts checks the rest). */
+const publicUrl = (description: string) =>
+  Type.String({ pattern: '^([Hh][Tt][Tt][Pp][Ss]://[^/?#]+/?|\\$\\{.*)$', errorMessage: '"{value}" is not an origin (https://host[:port], no path)', description });
+
 const Listen = section(
   {
     host: text('Address to bind (restart to change).', '0.0.0.0'),
@@ -73,6 +82,7 @@ const Listen = section(
     headers_timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600000, description: 'The request headers must arrive within this long (slowloris); also the TLS handshake limit (restart to change). Default 10000, or request_timeout_ms when that is shorter.' })),
     request_timeout_ms: int(0, 3600000, 300000, 'A whole request (headers and body) must arrive within this long; 0: no limit.'),
     send_timeout_ms: int(1, 3600000, 30000, 'A client that reads nothing of what certbound has to send for this long is cut.'),
+    public_url: Type.Optional(publicUrl("The external origin clients call (https://host[:port], no path). A DPoP proof's htu is checked against it plus the request's normalized path, never against Host. Required by routes with auth: dpop_bound_token or sender_constrained_token that set no public_url of their own.")),
   },
   'The traffic listener (TPPs connect here).',
 );
@@ -208,14 +218,30 @@ const Route = Type.Object(
     path_prefix: Type.String({ minLength: 1, description: 'Absolute, normalized, no percent-encoding; matched on segment boundaries, longest first. Unique.' }),
     methods: Type.Array(Type.String({ pattern: '^[A-Za-z]+$', errorMessage: '"{value}" is not an HTTP method' }), { default: [...HTTP_METHODS], description: 'Allowed methods; others → 405.' }),
     upstream: Type.String({ minLength: 1, description: 'A name from upstreams.' }),
-    auth: oneOf(AUTH_MODES, 'certificate_bound_token: a Bearer token bound to the client certificate, with the scopes below; mtls: a client certificate only (token endpoints), forwarded; none: nothing checked.', 'certificate_bound_token'),
-    scopes: strings('Every one must be granted (403 insufficient_scope). Only with certificate_bound_token.', []),
-    forward_authorization: Type.Optional(Type.Boolean({ description: 'Pass the Authorization header upstream. Default true for mtls routes (the client\'s credential for the token endpoint), false otherwise.' })),
+    auth: oneOf(AUTH_MODES, 'certificate_bound_token: a Bearer token bound to the client certificate (cnf.x5t#S256); dpop_bound_token: a DPoP token bound to the key of its proof (cnf.jkt, RFC 9449); sender_constrained_token: either of the two; all three with the scopes below. mtls: a client certificate only (token endpoints), forwarded with any DPoP header; none: nothing checked.', 'certificate_bound_token'),
+    scopes: strings('Every one must be granted (403 insufficient_scope). Only on routes that take a token.', []),
+    public_url: Type.Optional(publicUrl('This route\'s external origin, for DPoP htu, instead of listen.public_url.')),
+    forward_authorization: Type.Optional(Type.Boolean({ description: 'Pass the Authorization and DPoP headers upstream. Default true for mtls routes (the client\'s credential for the token endpoint; DPoP is always forwarded there), false otherwise.' })),
     forward_certificate_header: Type.Optional(headerName('Header the certificate is forwarded in (URL-encoded PEM); always removed from the client\'s request first. Default x-client-cert for mtls routes, none otherwise.')),
     allow_double_encoding: bool(false, 'Accept %25 followed by two hex digits (an octet encoded twice) in the path.'),
     psd2_roles: Type.Array(oneOf(PSD2_ROLES, 'A PSD2 role (ETSI TS 119 495).'), { uniqueItems: true, default: [], description: "The client certificate's PSD2 statement must carry at least one of these (403 insufficient_role, checked before the token). Default []: no check. Not with auth: none." }),
   },
   { additionalProperties: false },
+);
+
+const Dpop = section(
+  {
+    algorithms: Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1, uniqueItems: true, default: ['ES256', 'PS256', 'EdDSA'],
+      description: 'JWS algorithms a proof may be signed with, in the order the algs challenge lists them (FAPI 2.0 §5.4: PS256, ES256, EdDSA). none and symmetric algorithms are refused.',
+    }),
+    iat_leeway_seconds: int(1, 3600, 60, "A proof whose iat is further than this from now is refused; its jti is remembered this long after its iat."),
+    nonce: oneOf(DPOP_NONCE_MODES, 'required: a proof must carry a nonce certbound issued (401 use_dpop_nonce with a DPoP-Nonce header otherwise; RFC 9449 §9).', 'off'),
+    nonce_lifetime_seconds: int(10, 86400, 300, 'A nonce is accepted this long after it was issued; a fresh one rides on successful responses once half of it has passed.'),
+    nonce_secret: Type.Optional(Type.String({ minLength: 1, description: 'At least 32 bytes; nonces are an HMAC over a time window keyed by it, so every replica given the same secret accepts the same nonces. Expand it from the environment: ${VAR}. Default: generated at start (this process only).' })),
+    replay_cache_entries: int(1, 100000000, 100000, "Proofs (by key thumbprint and jti) remembered to refuse replays, at most (LRU)."),
+  },
+  'DPoP (RFC 9449): proofs of possession for dpop_bound_token and sender_constrained_token routes.',
 );
 
 const IdentityHeaders = section(
@@ -226,6 +252,7 @@ const IdentityHeaders = section(
     certificate_thumbprint: headerName("Carries the certificate's x5t#S256 upstream.", 'x-certbound-certificate-thumbprint'),
     organization_id: headerName("Carries the certificate's organizationIdentifier (2.5.4.97, e.g. PSDGB-FCA-123456) upstream, when it has one.", 'x-certbound-organization-id'),
     psd2_roles: headerName("Carries the certificate's PSD2 roles upstream (space-separated names), when it has any.", 'x-certbound-psd2-roles'),
+    dpop_jkt: headerName("Carries the JWK thumbprint (RFC 7638) of a DPoP request's key upstream.", 'x-certbound-dpop-jkt'),
   },
   'What certbound tells the upstream about the caller; any client-sent copy is stripped.',
 );
@@ -239,6 +266,7 @@ export const GatewaySchema = Type.Object(
     authorization_server: Type.Optional(AuthorizationServer),
     upstreams: Type.Record(Type.String({ minLength: 1 }), Upstream, { description: 'Name → upstream origin.' }),
     routes: Type.Array(Route, { minItems: 1, errorMessage: 'must be a non-empty list', description: 'Matched on the normalized path, longest path_prefix first.' }),
+    dpop: Dpop,
     identity_headers: IdentityHeaders,
     realm: Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*$', errorMessage: 'must be printable ASCII without " or \\', default: 'certbound', description: 'realm of WWW-Authenticate: Bearer realm="…".' }),
     logging: section(

@@ -140,7 +140,9 @@ export interface UpstreamConfig extends Camelized<import('./schema.js').Upstream
   readonly name: string;
 }
 
-export interface RouteConfig extends Omit<Document['routes'][number], 'forwardAuthorization' | 'forwardCertificateHeader' | 'methods'> {
+export interface RouteConfig extends Omit<Document['routes'][number], 'forwardAuthorization' | 'forwardCertificateHeader' | 'methods' | 'publicUrl'> {
+  /** DPoP routes: the external origin a proof's htu must name (the route's public_url, else listen.public_url), normalized. */
+  readonly publicOrigin?: string;
   /** Normalized, no trailing slash (except the root `/`). */
   readonly pathPrefix: string;
   /** Upper-case, without duplicates. */
@@ -152,7 +154,14 @@ export interface RouteConfig extends Omit<Document['routes'][number], 'forwardAu
 
 export type IdentityHeadersConfig = Document['identityHeaders'];
 
-export interface Config extends Omit<Document, 'listen' | 'clientCertificate' | 'authorizationServer' | 'upstreams' | 'routes'> {
+/** DPoP proofs (RFC 9449), as dpop: settles them. */
+export interface DpopConfig extends Omit<Document['dpop'], 'nonceSecret'> {
+  /** The HMAC key of nonces: the configured secret's bytes, or generated once per process. */
+  readonly nonceSecret: Buffer;
+}
+
+export interface Config extends Omit<Document, 'listen' | 'clientCertificate' | 'authorizationServer' | 'upstreams' | 'routes' | 'dpop'> {
+  readonly dpop: DpopConfig;
   /** Absolute path of gateway.yaml, or `<inline>`. */
   readonly source: string;
   readonly listen: ListenConfig;

@@ -17,6 +17,8 @@ export interface UpstreamCall {
   readonly body: IncomingMessage | undefined;
   /** Sent back to the client as `x-fapi-interaction-id`, replacing any the upstream set. */
   readonly interactionId: string;
+  /** A fresh DPoP nonce (RFC 9449 §8.2), sent back as DPoP-Nonce. */
+  readonly dpopNonce?: string;
 }
 
 export interface ForwardOutcome {
@@ -221,6 +223,7 @@ class Forwarding implements Dispatcher.DispatchHandler, Forwarded {
     this.stopDeadline();
     const out = clientResponseHeaders(headers);
     out['x-fapi-interaction-id'] = this.call.interactionId;
+    if (this.call.dpopNonce !== undefined) out['dpop-nonce'] = this.call.dpopNonce;
     this.res.writeHead(statusCode, out);
   }
 

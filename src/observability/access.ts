@@ -17,6 +17,7 @@ interface AccessMembers {
   readonly response_bytes: number;
   readonly client_id: string | undefined;
   readonly certificate_thumbprint: string | undefined;
+  readonly dpop_jkt: string | undefined;
   readonly peer: string | undefined;
 }
 
@@ -42,6 +43,7 @@ const ACCESS_LINE_SCHEMA: build.ObjectSchema = {
     response_bytes: { type: 'integer' },
     client_id: { type: 'string' },
     certificate_thumbprint: { type: 'string' },
+    dpop_jkt: { type: 'string' },
     peer: { type: 'string' },
   },
   // fast-json-stringify writes required members before all others: only the first one is, so the
@@ -77,6 +79,7 @@ function membersOf(r: RequestRecord): AccessMembers {
     // Empty values are absent, as before: nothing to search for.
     client_id: r.clientId || undefined,
     certificate_thumbprint: r.thumbprint || undefined,
+    dpop_jkt: r.jkt || undefined,
     peer: r.peer || undefined,
   };
 }

@@ -109,6 +109,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     /** What the running revocation checkers show the two gauges above (one per gateway; two while a reload overlaps). */
     revocationViews,
+    dpopReplayEvictions: new Counter({
+      name: 'certbound_dpop_replay_evictions_total',
+      help: 'DPoP proofs forgotten before their iat window ended because dpop.replay_cache_entries was full: a replay of one of them would pass.',
+      registers,
+    }),
     upstreamDuration: new HotHistogram('certbound_upstream_duration_seconds', 'Time to the upstream response headers, by upstream.', ['upstream'], latency, registers),
     upstreamErrors: new Counter({
       name: 'certbound_upstream_errors_total',

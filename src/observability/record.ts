@@ -35,6 +35,8 @@ export interface RequestRecord {
   readonly responseBytes: number;
   readonly clientId: string | undefined;
   readonly thumbprint: string | undefined;
+  /** The thumbprint of the DPoP key the request proved possession of. */
+  readonly jkt?: string | undefined;
   /** The TCP peer's address. */
   readonly peer: string | undefined;
 }

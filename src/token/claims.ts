@@ -38,6 +38,9 @@ export function claimsOf(
   if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))) bad('cnf');
   const thumbprint = cnf === undefined ? undefined : (cnf as Record<string, unknown>)['x5t#S256'];
   if (thumbprint !== undefined && typeof thumbprint !== 'string') bad('cnf');
+  // RFC 9449 §6: the thumbprint of the DPoP key the token is bound to.
+  const jkt = cnf === undefined ? undefined : (cnf as Record<string, unknown>)['jkt'];
+  if (jkt !== undefined && typeof jkt !== 'string') bad('cnf');
 
   const scope = text('scope');
   const clientId = text('client_id');
@@ -46,7 +49,7 @@ export function claimsOf(
   const exp = seconds('exp');
   const nbf = seconds('nbf');
   const iat = seconds('iat');
-  return new Claims(scope, clientId, subject, typeof thumbprint === 'string' ? thumbprint : undefined, exp, nbf, iat, iss);
+  return new Claims(scope, clientId, subject, typeof thumbprint === 'string' ? thumbprint : undefined, exp, nbf, iat, iss, typeof jkt === 'string' ? jkt : undefined);
 }
 
 /**
@@ -65,10 +68,12 @@ class Claims implements TokenClaims {
   declare readonly nbf?: number;
   declare readonly iat?: number;
   declare readonly iss?: string;
+  declare readonly jkt?: string;
   private bytes: Buffer | undefined = undefined;
   private values: IdentityValues | undefined = undefined;
+  declare private keyBytes?: Buffer;
 
-  constructor(scope: string | undefined, clientId?: string, subject?: string, x5tS256?: string, exp?: number, nbf?: number, iat?: number, iss?: string) {
+  constructor(scope: string | undefined, clientId?: string, subject?: string, x5tS256?: string, exp?: number, nbf?: number, iat?: number, iss?: string, jkt?: string) {
     this.scopes = new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== ''));
     if (clientId !== undefined) this.clientId = clientId;
     if (subject !== undefined) this.subject = subject;
@@ -77,6 +82,13 @@ class Claims implements TokenClaims {
     if (nbf !== undefined) this.nbf = nbf;
     if (iat !== undefined) this.iat = iat;
     if (iss !== undefined) this.iss = iss;
+    if (jkt !== undefined) this.jkt = jkt;
+  }
+
+  get jktBytes(): Buffer | undefined {
+    if (this.jkt === undefined) return undefined;
+    this.keyBytes ??= Buffer.from(this.jkt);
+    return this.keyBytes;
   }
 
   get x5tS256Bytes(): Buffer | undefined {

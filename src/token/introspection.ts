@@ -128,6 +128,8 @@ function parseJson(body: string): Record<string, unknown> {
   return json as Record<string, unknown>;
 }
 
+const ACCESS_TOKEN_TYPES = new Set(['bearer', 'dpop']);
+
 /** An active answer's claims, refused when its issuer, audience, type or times don't fit. */
 function validClaims(claims: Claims, answer: Record<string, unknown>, config: AuthorizationServerConfig, nowMs: number): Claims {
   if (claims.iss !== undefined && claims.iss !== config.issuer) {
@@ -138,9 +140,10 @@ function validClaims(claims: Claims, answer: Record<string, unknown>, config: Au
     throw new GatewayError('invalid_token', 'the access token is meant for another audience');
   }
   const tokenType = answer['token_type'];
-  if (typeof tokenType === 'string' ? tokenType.toLowerCase() !== 'bearer' : config.requireTokenType) {
-    // Some servers answer `active: true` for a refresh token, without a token_type.
-    throw new GatewayError('invalid_token', 'the token is not a bearer access token');
+  // RFC 9449 §6.2: a DPoP-bound token's type is DPoP. Some servers answer `active: true` for a
+  // refresh token, without a token_type.
+  if (typeof tokenType === 'string' ? !ACCESS_TOKEN_TYPES.has(tokenType.toLowerCase()) : config.requireTokenType) {
+    throw new GatewayError('invalid_token', 'the token is not a bearer or DPoP access token');
   }
   checkTimes(claims, nowMs, config.clockSkewSeconds);
   return claims;

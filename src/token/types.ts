@@ -18,6 +18,10 @@ export interface TokenClaims {
   readonly x5tS256?: string;
   /** Its bytes, for the constant-time comparison (derived once: a cached token's claims serve many requests). */
   readonly x5tS256Bytes?: Buffer;
+  /** `cnf.jkt`, when the token is DPoP-bound (RFC 9449 §6): the RFC 7638 thumbprint of the proof key. */
+  readonly jkt?: string;
+  /** Its bytes, for the constant-time comparison with the proof's key. */
+  readonly jktBytes?: Buffer;
   /** client_id, sub and scope as header values for the upstream, derived once. */
   readonly forwarded: IdentityValues;
   /** Seconds since the epoch. */

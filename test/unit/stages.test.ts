@@ -16,7 +16,7 @@ import { NO_IDENTITY, authorizerFor, outcomeOf, routeOf, type Identity } from '.
 const vector = new X509Certificate(readFileSync(new URL('../vectors/rfc8705-appendix-a.pem', import.meta.url)));
 const certificate = new ClientCertificate(vector);
 const present: CertificateResult = { present: true, certificate };
-const view = (headers: NodeJS.Dict<string[]> = {}): RequestView => ({ headers, socket: {} as RequestView['socket'], connection: {} });
+const view = (headers: NodeJS.Dict<string[]> = {}): RequestView => ({ headers, socket: {} as RequestView['socket'], connection: {}, method: 'GET' });
 const route = (auth: RouteConfig['auth'], scopes: string[] = []): RouteConfig => ({
   name: 'r', pathPrefix: '/', methods: ['GET'], upstream: 'u', auth, scopes, forwardAuthorization: false, allowDoubleEncoding: false, psd2Roles: [],
 });

@@ -27,7 +27,7 @@ const plain = new ClientCertificate(ca.issue('No QC').x509);
 const route = (auth: RouteConfig['auth'], psd2Roles: RouteConfig['psd2Roles'] = []): RouteConfig => ({
   name: 'r', pathPrefix: '/', methods: ['GET'], upstream: 'u', auth, scopes: [], forwardAuthorization: false, allowDoubleEncoding: false, psd2Roles,
 });
-const view: RequestView = { headers: { authorization: ['Bearer tok'] }, socket: {} as RequestView['socket'], connection: {} };
+const view: RequestView = { headers: { authorization: ['Bearer tok'] }, socket: {} as RequestView['socket'], connection: {}, method: 'GET' };
 const target = parseTarget('/accounts');
 
 /** A revocation checker answering from a set of revoked thumbprints, synchronously or not. */

@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { DPOP_ALGORITHMS } from '../dpop/algorithms.js';
+import { DPOP_AUTH_MODES } from './schema.js';
+import type { Problems } from './problems.js';
+import type { AuthMode, Document, DpopConfig } from './types.js';
+
+/** RFC 2104 / NIST SP 800-107: an HMAC key at least as long as the SHA-256 output. */
+export const MIN_NONCE_SECRET_BYTES = 32;
+
+/** The nonce key when gateway.yaml names none: one per process, so a reload keeps accepting its nonces. */
+let generated: Buffer | undefined;
+const processSecret = (): Buffer => (generated ??= randomBytes(MIN_NONCE_SECRET_BYTES));
+
+export const takesDpop = (auth: AuthMode): boolean => (DPOP_AUTH_MODES as readonly string[]).includes(auth);
+
+/** dpop: → DpopConfig: algorithms certbound can verify (never none or symmetric), a secret long enough. */
+export function resolveDpop(doc: Document['dpop'], p: Problems): DpopConfig {
+  doc.algorithms.forEach((alg, i) => {
+    const at = `dpop.algorithms[${i}]`;
+    if (/^none$/i.test(alg) || /^HS\d+$/i.test(alg)) p.add(at, `"${alg}" is not allowed: a DPoP proof must be signed with an asymmetric key`);
+    else if (!Object.hasOwn(DPOP_ALGORITHMS, alg)) p.add(at, `"${alg}" is not a supported JWS algorithm (supported: ${Object.keys(DPOP_ALGORITHMS).join(', ')})`);
+  });
+  const { nonceSecret: configured, ...rest } = doc;
+  const secret = configured === undefined ? undefined : Buffer.from(configured.trimEnd());
+  if (secret !== undefined && secret.length < MIN_NONCE_SECRET_BYTES) {
+    p.add('dpop.nonce_secret', `must hold at least ${MIN_NONCE_SECRET_BYTES} bytes (it has ${secret.length})`);
+  }
+  return { ...rest, nonceSecret: secret ?? processSecret() };
+}
+
+/**
+ * A public_url as the origin a proof's htu is compared with: scheme and host lower-cased, the
+ * default port dropped (RFC 3986 §6.2.2.1, §6.2.3). Undefined, with a problem, when it is not an
+ * https origin.
+ */
+export function publicOriginOf(at: string, value: string, p: Problems): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return void p.add(at, `"${value}" is not an origin (https://host[:port], no path)`);
+  }
+  if (url.protocol !== 'https:' || url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
+    return void p.add(at, `"${value}" is not an origin (https://host[:port], no path, query or credentials)`);
+  }
+  return url.origin;
+}
+
+/** A DPoP route's origin: its own public_url, else listen.public_url; a problem when it has neither. */
+export function routeOrigin(route: Document['routes'][number], at: string, listenOrigin: string | undefined, p: Problems): string | undefined {
+  if (route.publicUrl !== undefined) return publicOriginOf(`${at}.public_url`, route.publicUrl, p);
+  if (!takesDpop(route.auth)) return undefined;
+  if (listenOrigin === undefined) {
+    p.add(`${at}.public_url`, `is required with auth: ${route.auth} when listen.public_url is not set (a DPoP proof's htu is checked against it, never against Host)`);
+  }
+  return listenOrigin;
+}
