@@ -8,6 +8,7 @@ import type { LoadResult, LoadSpec } from './load/generate.js';
 import { compile, logDirectory, startChild, runChild, type Child } from './lib/proc.js';
 import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';
 import { revocationPhase } from './revocation.js';
+import { dpopPhase } from './dpop.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
@@ -16,7 +17,7 @@ const CONNECTIONS = env('BENCH_CONNECTIONS', 50);
 /** (2) and (3) alternate this many times; the median run of each is reported (other tenants make single runs noisy). */
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const MEMORY_TOKENS = env('BENCH_MEMORY_TOKENS', 1_000_000);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,rate,cold,memory').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,dpop,rate,cold,memory').split(','));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 
 /** Documented in BENCHMARKS.md: ~1.3 × the peak RSS measured with 1,000,000 cached tokens (1,059 and 1,212 MiB in two runs). */
@@ -76,11 +77,12 @@ function gatewayDoc(opts: { level: string; tls: boolean }) {
 
 let gatewayCount = 0;
 const startGateway = (opts: { level: string; tls: boolean; profile?: boolean }): Promise<Child<{ port: number }>> => startGatewayFrom(gatewayDoc(opts), opts.profile);
-async function startGatewayFrom(doc: Record<string, unknown>, profile = false): Promise<Child<{ port: number }>> {
+/** `profile`: with BENCH_PROFILE, --cpu-prof into its `certbound` subdirectory (true) or the one named. */
+async function startGatewayFrom(doc: Record<string, unknown>, profile: boolean | string = false): Promise<Child<{ port: number }>> {
   const logFile = join(logDir, `access-${++gatewayCount}.log`);
   // BENCH_GATEWAY_NODE_ARGS: extra node flags for certbound (tuning experiments, e.g. GC sizes).
   const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const nodeArgs = [...extra, ...(profile && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, 'certbound')] : [])];
+  const nodeArgs = [...extra, ...(profile !== false && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, profile === true ? 'certbound' : profile)] : [])];
   const child = await startChild<{ port: number }>('servers/gateway.ts', { doc, baseDir: dir, logFile }, nodeArgs);
   return {
     ...child,
@@ -184,6 +186,15 @@ if (ONLY.has('revocation')) {
   results.revocation = await revocationPhase({
     dir, upstreamUrl, rounds: ROUNDS, path: PATH, token: HOT_TOKEN, seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS,
     startGateway: (doc) => startGatewayFrom(doc), median, row: (name, x) => rows.push(row(name, x)), check, log,
+  });
+}
+
+if (ONLY.has('dpop')) {
+  results.dpop = await dpopPhase({
+    upstreamUrl, rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS,
+    token: HOT_TOKEN, certificateHeader, certificateThumbprint: pki.tppA.thumbprint, caFile: pki.files['ca.crt'] as string,
+    startGateway: (doc, profileAs) => startGatewayFrom(doc, profileAs ?? false),
+    row: (name, r, rss) => rows.push(generatorRow(name, r, rss)), check, log,
   });
 }
 

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeDemoPki, type DemoPki } from '../test/fixtures/pki.js';
-import { startAuthorizationServer, tppClients, type AuthorizationServerFixture, type TtlName } from '../test/fixtures/authorization-server.js';
+import { dpopClients, startAuthorizationServer, tppClients, type AuthorizationServerFixture, type TtlName } from '../test/fixtures/authorization-server.js';
 import { startBankApi, type BankApiFixture } from '../test/fixtures/bank-api.js';
 
 export const REPOSITORY_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -31,11 +31,14 @@ export interface BackendOptions {
   readonly ttl?: Partial<Record<TtlName, number>>;
 }
 
-/** The authorization server (TPP A, B, C and certbound registered; TPP certificates must chain to the demo CA) and the bank API. */
+/**
+ * The authorization server (TPP A, B, C, their DPoP clients tpp-a-dpop and tpp-b-dpop, and
+ * certbound registered; TPP certificates must chain to the demo CA) and the bank API.
+ */
 export async function startBackends(pki: DemoPki, opts: BackendOptions = {}): Promise<Backends> {
   const clientSecret = randomBytes(24).toString('base64url');
   const as = await startAuthorizationServer({
-    clients: tppClients(pki, { certboundClientSecret: clientSecret }),
+    clients: [...tppClients(pki, { certboundClientSecret: clientSecret }), ...dpopClients(pki)],
     trustedCaPem: pki.ca.certPem,
     ...(opts.asPort !== undefined ? { port: opts.asPort } : {}),
     ...(opts.ttl ? { ttl: opts.ttl } : {}),

@@ -1,7 +1,11 @@
 // A load generator for what wrk cannot do: client certificates, constant-rate (open loop) runs
 // with latency also measured from the intended send time (as wrk2 does), and a distinct token per
-// request. Runs in its own process; prints one JSON line with the result.
+// request, or a DPoP proof per request (made before the run, each sent once). Runs in its own
+// process; prints one JSON line with the result.
+import type { JsonWebKey } from 'node:crypto';
+import { proofSigner } from '../lib/dpop-proofs.js';
 import { Histogram, type Summary } from '../lib/histogram.js';
+import { cpuSeconds } from '../lib/proc.js';
 import { Connection } from './client.js';
 
 export interface LoadSpec {
@@ -19,6 +23,25 @@ export interface LoadSpec {
   /** `Authorization: Bearer <prefix><n>`, n counting from 0: every request its own token. */
   readonly distinctTokenPrefix?: string;
   readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
+  /**
+   * DPoP (RFC 9449): `proofs` ES256 proofs (fresh jti, iat = when made, htm GET, this htu, the
+   * access token's ath) are made before the warm-up, and each request (warm-up included) carries
+   * the next one as its `DPoP` header: none is sent twice, and no signing happens during the run.
+   * Closed loop only; a run that uses them all stops early (`proofs.exhausted`).
+   */
+  readonly dpop?: { readonly privateJwk: JsonWebKey; readonly htu: string; readonly accessToken: string; readonly proofs: number };
+  /** A process (the server under test) whose CPU time over the measured run, not the warm-up, the result reports as `cpuSeconds`. */
+  readonly cpuPid?: number;
+}
+
+export interface ProofPool {
+  readonly made: number;
+  readonly used: number;
+  readonly makeSeconds: number;
+  /** The run stopped because every proof had been sent. */
+  readonly exhausted: boolean;
+  /** From the first proof's iat to the end of the run: no proof was older when sent. */
+  readonly oldestAgeSeconds: number;
 }
 
 export interface LoadResult {
@@ -34,6 +57,9 @@ export interface LoadResult {
   readonly latencyFromSchedule?: Summary;
   readonly statuses: Readonly<Record<string, number>>;
   readonly firstError?: string;
+  /** CPU seconds (user + system) of `cpuPid` over the measured run. */
+  readonly cpuSeconds?: number;
+  readonly proofs?: ProofPool;
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
@@ -54,7 +80,28 @@ const fixedHead = `GET ${spec.path} HTTP/1.1\r\nhost: ${url.host}\r\n${Object.en
   .join('')}`;
 const fixedRequest = Buffer.from(`${fixedHead}\r\n`, 'latin1');
 let tokenCounter = 0;
+
+if (spec.dpop && spec.rate !== undefined) throw new Error('dpop: closed loop only');
+const madeAt = Date.now();
+/** Every request of the run, serialized before it (DPoP): one proof each. */
+const proofRequests: Buffer[] | undefined = spec.dpop ? makeProofRequests(spec.dpop) : undefined;
+const makeSeconds = (Date.now() - madeAt) / 1000;
+let proofsUsed = 0;
+const proofsLeft = (): boolean => proofRequests === undefined || proofsUsed < proofRequests.length;
+
+function makeProofRequests(dpop: NonNullable<LoadSpec['dpop']>): Buffer[] {
+  const next = proofSigner(dpop.privateJwk, { htm: 'GET', htu: dpop.htu, accessToken: dpop.accessToken });
+  const out = new Array<Buffer>(dpop.proofs);
+  for (let i = 0; i < dpop.proofs; i++) out[i] = Buffer.from(`${fixedHead}dpop: ${next()}\r\n\r\n`, 'latin1');
+  return out;
+}
+
 function requestBytes(): Buffer | string {
+  if (proofRequests !== undefined) {
+    const bytes = proofRequests[proofsUsed++];
+    if (bytes === undefined) throw new Error('no DPoP proof left');
+    return bytes;
+  }
   if (spec.distinctTokenPrefix === undefined) return fixedRequest;
   return `${fixedHead}authorization: Bearer ${spec.distinctTokenPrefix}${tokenCounter++}\r\n\r\n`;
 }
@@ -101,7 +148,8 @@ async function closedLoop(tally: Tally, seconds: number | undefined, requests: n
   const deadline = seconds === undefined ? Infinity : started + seconds * 1000;
   let tickets = requests ?? Infinity;
   const worker = async () => {
-    while (tickets > 0 && performance.now() < deadline) {
+    // proofsLeft() and the proof's use in once() happen in one synchronous step (a connection is idle).
+    while (tickets > 0 && performance.now() < deadline && proofsLeft()) {
       tickets--;
       await once(tally);
     }
@@ -137,7 +185,9 @@ async function run(seconds: number | undefined, requests: number | undefined): P
 }
 
 if (spec.warmupSec) await run(spec.warmupSec, undefined);
+const cpuBefore = spec.cpuPid === undefined ? 0 : cpuSeconds(spec.cpuPid);
 const t = await run(spec.durationSec, spec.requests);
+const cpuDuring = spec.cpuPid === undefined ? undefined : cpuSeconds(spec.cpuPid) - cpuBefore;
 const result: LoadResult = {
   requests: t.requests,
   ok: t.ok,
@@ -149,6 +199,18 @@ const result: LoadResult = {
   ...(spec.rate !== undefined ? { latencyFromSchedule: t.scheduled.summary() } : {}),
   statuses: t.statuses,
   ...(t.firstError ? { firstError: t.firstError } : {}),
+  ...(cpuDuring !== undefined ? { cpuSeconds: Math.round(cpuDuring * 100) / 100 } : {}),
+  ...(proofRequests !== undefined
+    ? {
+        proofs: {
+          made: proofRequests.length,
+          used: proofsUsed,
+          makeSeconds: Math.round(makeSeconds * 100) / 100,
+          exhausted: !proofsLeft(),
+          oldestAgeSeconds: Math.round((Date.now() - madeAt) / 100) / 10,
+        },
+      }
+    : {}),
 };
 process.stdout.write(`${JSON.stringify(result)}\n`);
 for (const c of all) c.close();

@@ -1,9 +1,15 @@
 // A fake authorization server: RFC 7662 introspection that answers every token as active and
 // bound to one certificate, after `delayMs`. GET /stats reports how many calls it answered.
+// With `dpop`, a token starting with `dpop.tokenPrefix` is instead a DPoP token bound to one key
+// (RFC 9449 §6.2: `token_type: "DPoP"`, `cnf.jkt`).
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-const { thumbprint, delayMs } = JSON.parse(process.argv[2] ?? '{}') as { thumbprint: string; delayMs: number };
+const { thumbprint, delayMs, dpop } = JSON.parse(process.argv[2] ?? '{}') as {
+  thumbprint: string;
+  delayMs: number;
+  dpop?: { readonly jkt: string; readonly tokenPrefix: string };
+};
 let calls = 0;
 const distinct = new Set<string>();
 
@@ -26,7 +32,7 @@ const server = createServer((req, res) => {
       scope: 'accounts payments',
       iss: 'https://as.bench',
       exp: Math.floor(Date.now() / 1000) + 7200,
-      cnf: { 'x5t#S256': thumbprint },
+      ...(dpop !== undefined && token.startsWith(dpop.tokenPrefix) ? { token_type: 'DPoP', cnf: { jkt: dpop.jkt } } : { cnf: { 'x5t#S256': thumbprint } }),
     });
     const send = () => res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
     if (delayMs > 0) setTimeout(send, delayMs);

@@ -220,7 +220,7 @@ const Route = Type.Object(
     upstream: Type.String({ minLength: 1, description: 'A name from upstreams.' }),
     auth: oneOf(AUTH_MODES, 'certificate_bound_token: a Bearer token bound to the client certificate (cnf.x5t#S256); dpop_bound_token: a DPoP token bound to the key of its proof (cnf.jkt, RFC 9449); sender_constrained_token: either of the two; all three with the scopes below. mtls: a client certificate only (token endpoints), forwarded with any DPoP header; none: nothing checked.', 'certificate_bound_token'),
     scopes: strings('Every one must be granted (403 insufficient_scope). Only on routes that take a token.', []),
-    public_url: Type.Optional(publicUrl('This route\'s external origin, for DPoP htu, instead of listen.public_url.')),
+    public_url: Type.Optional(publicUrl('This route\'s external origin, for DPoP htu. Default: listen.public_url.')),
     forward_authorization: Type.Optional(Type.Boolean({ description: 'Pass the Authorization and DPoP headers upstream. Default true for mtls routes (the client\'s credential for the token endpoint; DPoP is always forwarded there), false otherwise.' })),
     forward_certificate_header: Type.Optional(headerName('Header the certificate is forwarded in (URL-encoded PEM); always removed from the client\'s request first. Default x-client-cert for mtls routes, none otherwise.')),
     allow_double_encoding: bool(false, 'Accept %25 followed by two hex digits (an octet encoded twice) in the path.'),

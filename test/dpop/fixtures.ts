@@ -40,7 +40,18 @@ export interface ProofParts {
 
 /** A signed compact JWS with exactly the given header and payload (undefined members left out). */
 export function signProof(key: ProofKey, header: Record<string, unknown>, payload: Record<string, unknown>, signWith: KeyObject = key.privateKey): string {
-  const input = `${b64(header)}.${b64(payload)}`;
+  return signParts(key, b64(header), b64(payload), signWith);
+}
+
+/** base64url of a JSON value (a string is taken as the text itself): a JWS part as `signProof` encodes it. */
+export const encodePart = b64;
+
+/**
+ * A compact JWS over exactly these two parts, already encoded (or not: any text), signed as
+ * `key.alg`: for proofs whose header or payload is no base64url JSON object.
+ */
+export function signParts(key: ProofKey, headerPart: string, payloadPart: string, signWith: KeyObject = key.privateKey): string {
+  const input = `${headerPart}.${payloadPart}`;
   const data = Buffer.from(input);
   const signature =
     key.alg === 'EdDSA' ? sign(null, data, signWith)

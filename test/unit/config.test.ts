@@ -83,7 +83,7 @@ t.test('every problem is reported with its key path', async (t) => {
     'routes[2].upstream: unknown upstream "bank"',
     'routes[2].path_prefix: "/c/../d" must be an absolute, normalized path without percent-encoding',
     'routes[2].methods[0]: "G T" is not an HTTP method',
-    'routes[2].auth: must be one of certificate_bound_token, mtls, none (got "magic")',
+    'routes[2].auth: must be one of certificate_bound_token, sender_constrained_token, dpop_bound_token, mtls, none (got "magic")',
     'routes[2].typo: unknown key',
     'routes[3].scopes: has no effect with auth: none',
     'listen.port: must be an integer from 0 to 65535',
