@@ -8,8 +8,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { generateKeyPair, generateProof, type KeyPair } from 'dpop';
+import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { ConfigError, loadConfig } from '../src/config/load.js';
 import type { DemoPki } from '../test/fixtures/pki.js';
+import { DPOP_CLIENT_IDS } from '../test/fixtures/authorization-server.js';
 import { createLogging } from '../src/observability/logger.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { startRuntime, type Runtime } from '../src/server/runtime.js';
@@ -25,6 +28,8 @@ CERTBOUND_AS_PORT (9000), CERTBOUND_BANK_PORT (9001).`;
 
 const ACCOUNTS = '/open-banking/v3.1/aisp/accounts';
 const PAYMENT_CONSENTS = '/open-banking/v3.1/pisp/domestic-payment-consents';
+/** Served by gateway.yaml's accounts-dpop route (auth: sender_constrained_token). */
+const SAVINGS_BALANCES = '/open-banking/v3.1/aisp/accounts/31820/balances';
 const PAYMENT = JSON.stringify({
   Data: {
     Initiation: {
@@ -79,6 +84,8 @@ interface Demo {
   readonly url: string;
   readonly adminUrl: string;
   readonly logFile: string;
+  /** listen.public_url: the origin DPoP proofs name (htu), whatever address the client connects to. */
+  readonly publicUrl: string;
 }
 
 async function start(dir: string): Promise<Demo> {
@@ -91,7 +98,9 @@ async function start(dir: string): Promise<Demo> {
     const logFile = join(dir, 'gateway.log');
     const { log, access } = createLogging(config.logging.level, pino.destination({ dest: logFile, sync: true }));
     const runtime = await startRuntime(config, { log, access, metrics: createMetrics(), env });
+    if (config.listen.publicUrl === undefined) throw new Error('gateway.yaml: listen.public_url is not set (the DPoP steps need it)');
     return {
+      publicUrl: new URL(config.listen.publicUrl).origin,
       pki,
       backends,
       runtime,
@@ -132,7 +141,37 @@ async function walkthrough(demo: Demo): Promise<boolean> {
   const asSeen = () => demo.backends.as.requests.length;
   let asSeenBefore = 0;
 
+  // DPoP (RFC 9449): TPP A's DPoP client holds a key pair made for this run; the thief has its own.
+  const [dpopKey, thiefKey] = await Promise.all([generateKeyPair('ES256'), generateKeyPair('ES256')]);
+  const dpopJkt = await calculateJwkThumbprint(await exportJWK(dpopKey.publicKey));
+  const dpop: { token?: string; tokenProof?: string } = {};
+  const remember = (value: string): string => {
+    secrets.add(value);
+    return value;
+  };
+  const dpopTokenCall = async () => {
+    // The token endpoint's URL as the authorization server sees it behind certbound (X-Forwarded-Host).
+    dpop.tokenProof = remember(await generateProof(dpopKey, `${url}/token`, 'POST'));
+    return call(`${url}/token`, {
+      dispatcher: asA,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: dpop.tokenProof },
+      body: form(dpopForm),
+    });
+  };
+  const dpopApi = async (key: KeyPair) => {
+    const token = dpop.token ?? '';
+    // htu: the public URL (listen.public_url) and the path; ath: the token's hash.
+    const proof = remember(await generateProof(key, `${demo.publicUrl}${SAVINGS_BALANCES}`, 'GET', undefined, token));
+    return call(`${url}${SAVINGS_BALANCES}`, {
+      dispatcher: anonymous,
+      headers: { authorization: `DPoP ${token}`, dpop: proof, 'x-fapi-interaction-id': crypto.randomUUID() },
+    });
+  };
+  const bankSeen = () => demo.backends.bank.requests.at(-1);
+
   const ccForm = (scope: string) => ({ grant_type: 'client_credentials', client_id: 'tpp-a', scope });
+  const dpopForm = { grant_type: 'client_credentials', client_id: DPOP_CLIENT_IDS.a, scope: 'accounts' };
   const steps: Step[] = [
     {
       title: "TPP A gets a token through certbound's /token route (client_credentials, tls_client_auth)",
@@ -200,6 +239,43 @@ async function walkthrough(demo: Demo): Promise<boolean> {
         return { ok: reached === 0, note: reached === 0 ? 'stopped by certbound: the authorization server saw nothing' : `the authorization server saw ${reached} request(s)` };
       },
     },
+    {
+      title: `TPP A's DPoP client gets a token bound to its key (${DPOP_CLIENT_IDS.a}: tls_client_auth, plus a DPoP proof)`,
+      request: `POST ${url}/token   [TLS certificate: TPP A]  DPoP: <proof, htu ${url}/token>\n      ${form(dpopForm)}`,
+      expected: { status: 200 },
+      run: dpopTokenCall,
+      inspect: (reply) => {
+        const body = reply.json();
+        const value = body.access_token;
+        if (typeof value !== 'string') return { ok: false, note: 'no access_token in the answer' };
+        dpop.token = remember(value);
+        const forwarded = demo.backends.as.requests.at(-1)?.headers.dpop === dpop.tokenProof;
+        const ok = body.token_type === 'DPoP' && forwarded;
+        return {
+          ok,
+          note: `access_token ${abbreviated(value)}, token_type "${String(body.token_type)}"; ${forwarded ? 'the authorization server received the DPoP header as sent' : 'the DPoP header did not reach the authorization server unchanged'}`,
+        };
+      },
+    },
+    {
+      title: 'A DPoP request: the balance of account 31820 with that token and a proof signed by its key (no client certificate)',
+      request: `GET ${url}${SAVINGS_BALANCES}   [no TLS certificate]  Authorization: DPoP <token of step 9>  DPoP: <proof, htu ${demo.publicUrl}${SAVINGS_BALANCES}>`,
+      expected: { status: 200 },
+      run: () => dpopApi(dpopKey),
+      inspect: (reply) => {
+        const data = reply.json().Data as { Balance?: Array<{ Amount?: { Amount?: string; Currency?: string } }> } | undefined;
+        const amount = data?.Balance?.[0]?.Amount;
+        const seen = bankSeen()?.headers;
+        const ok = amount !== undefined && seen?.['x-certbound-dpop-jkt'] === dpopJkt && seen.authorization === undefined && seen.dpop === undefined;
+        return { ok, note: `balance ${amount?.Amount ?? '?'} ${amount?.Currency ?? ''}; the bank API got x-certbound-dpop-jkt ${String(seen?.['x-certbound-dpop-jkt'])} (the key's RFC 7638 thumbprint), no token, no proof` };
+      },
+    },
+    {
+      title: 'The same DPoP token with a proof signed by another key (a stolen token)',
+      request: `GET ${url}${SAVINGS_BALANCES}   [no TLS certificate]  Authorization: DPoP <token of step 9>  DPoP: <proof by the thief's key>`,
+      expected: { status: 401, error: 'invalid_token' },
+      run: () => dpopApi(thiefKey),
+    },
   ];
 
   let allMatched = true;
@@ -226,8 +302,10 @@ async function walkthrough(demo: Demo): Promise<boolean> {
       const got = `${reply.status}${error ? ` ${error}` : ''}`;
       say(`   expected ${describe(step.expected)}, got ${matched ? green(got) : red(got)}  ${matched ? green('✔') : red('✘')}`);
       const challenge = reply.headers['www-authenticate'];
-      if (typeof challenge === 'string') say(dim(`   WWW-Authenticate: ${challenge}`));
-      else if (error) say(dim(`   ${reply.text}`));
+      // A route taking Bearer and DPoP sends one challenge of each.
+      const challenges = typeof challenge === 'string' ? [challenge] : challenge ?? [];
+      for (const line of challenges) say(dim(`   WWW-Authenticate: ${line}`));
+      if (challenges.length === 0 && error) say(dim(`   ${reply.text}`));
       if (note) say(dim(`   ${note}`));
       if (!matched) allMatched = false;
     }
@@ -235,7 +313,7 @@ async function walkthrough(demo: Demo): Promise<boolean> {
     const logged = readFileSync(demo.logFile, 'utf8');
     const leaked = [...secrets].filter((s) => logged.includes(s)).length;
     const lines = logged.split('\n').filter(Boolean).length;
-    say(bold(`${steps.length + 1}. The gateway log holds no token and no client secret`));
+    say(bold(`${steps.length + 1}. The gateway log holds no token, no DPoP proof and no client secret`));
     say(dim(`   ${demo.logFile}: ${lines} JSON lines, checked for ${secrets.size} secret values`));
     say(`   expected 0 found, got ${leaked === 0 ? green('0') : red(String(leaked))}  ${leaked === 0 ? green('✔') : red('✘')}`);
     if (leaked > 0) allMatched = false;
@@ -275,6 +353,8 @@ function curlCommands(demo: Demo): string {
     '# A balance, and a payment consent (scope payments) → 201:',
     `curl -i ${tpp('tpp-a')} -H "Authorization: Bearer $TOKEN" $GW${ACCOUNTS}/22289/balances`,
     `curl -i ${tpp('tpp-a')} -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"Data":{"Initiation":{"InstructedAmount":{"Amount":"10.00","Currency":"GBP"}}},"Risk":{}}' $GW${PAYMENT_CONSENTS}`,
+    '',
+    '# DPoP (steps 9 to 11) needs a fresh signed proof per request, which curl cannot make: see docs/demo.md.',
     '',
     '# The token endpoint without a certificate → 400 invalid_request (never reaches the server):',
     `curl -i --cacert $D/ca.crt $GW/token -d grant_type=client_credentials -d client_id=tpp-a`,
@@ -328,7 +408,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
   say(bold('certbound demo') + dim('  (every process below runs inside this one; Ctrl-C stops them all)'));
   say(`  PKI                   ${demo.pki.dir}  ${dim('(throw-away CA, RSA server certificate, TPP A, B, C; deleted on exit)')}`);
-  say(`  authorization server  ${demo.backends.as.url}  ${dim('(oidc-provider; TPP A, B: tls_client_auth, TPP C: private_key_jwt)')}`);
+  say(`  authorization server  ${demo.backends.as.url}  ${dim('(oidc-provider; TPP A, B: tls_client_auth, TPP C: private_key_jwt, tpp-a-dpop, tpp-b-dpop: DPoP-bound tokens)')}`);
   say(`  bank API              ${demo.backends.bank.url}  ${dim('(accounts, balances, payment consents)')}`);
   say(`  certbound             ${demo.url}  ${dim(`(gateway.yaml; admin ${demo.adminUrl})`)}`);
   say(`  gateway log           ${demo.logFile}`);

@@ -52,12 +52,17 @@ t.test('npm run demo -- --once: every step ✔, exit 0', async (t) => {
   t.equal(run.code, 0, run.stdout + run.stderr);
   t.equal(run.signal, null);
   const verdicts = run.stdout.split('\n').filter((l) => /[✔✘]\s*$/.test(l));
-  t.equal(verdicts.length, 9, 'eight requests and the log check');
+  t.equal(verdicts.length, 12, 'eleven requests and the log check');
   t.ok(verdicts.every((l) => l.endsWith('✔')), verdicts.join('\n'));
   t.notMatch(run.stdout, /✘/);
   t.match(run.stdout, /expected 401 invalid_token, got 401 invalid_token/);
   t.match(run.stdout, /expected 403 insufficient_scope, got 403 insufficient_scope/);
   t.match(run.stdout, /expected 400 invalid_request, got 400 invalid_request/);
+  // DPoP (RFC 9449): a token bound to a key, usable with that key's proofs only.
+  t.match(run.stdout, /token_type "DPoP"; the authorization server received the DPoP header as sent/);
+  t.match(run.stdout, /^10\. A DPoP request.*\n.*\n {3}expected 200, got 200 {2}✔$/m);
+  t.match(run.stdout, /^11\. The same DPoP token with a proof signed by another key.*\n.*\n {3}expected 401 invalid_token, got 401 invalid_token {2}✔$/m);
+  t.match(run.stdout, /WWW-Authenticate: DPoP realm="certbound", error="invalid_token", error_description="DPoP proof key does not match the key bound to the access token", algs="ES256 PS256 EdDSA"/);
   t.match(run.stdout, /Every step matched\./);
   t.notMatch(run.stdout, /Try it yourself/, '--once does not wait for Ctrl-C');
   const pkiDir = /PKI\s+(\S+)/.exec(run.stdout)?.[1];
@@ -78,7 +83,7 @@ t.test('certbound validate --config gateway.yaml', async (t) => {
 
   const valid = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: dir, CERTBOUND_CLIENT_SECRET: 'validate-test-secret' }, CHILD_TIMEOUT_MS);
   t.equal(valid.code, 0, valid.stderr);
-  t.equal(valid.stdout, 'gateway.yaml: valid (5 routes)\n');
+  t.equal(valid.stdout, 'gateway.yaml: valid (6 routes)\n');
   t.equal(valid.stderr, '');
 
   const nowhere = await tsx(['src/main.ts', 'validate', '--config', 'gateway.yaml'], { CERTBOUND_TLS_DIR: join(dir, 'missing') }, CHILD_TIMEOUT_MS);
