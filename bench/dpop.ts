@@ -20,7 +20,7 @@ const MTLS_PATH = '/ob/aisp/accounts';
 const DPOP_PATH = '/ob/pisp/payments';
 const DPOP_TOKEN = 'dpop-token-0123456789abcdefghijklmnopqrstuvw';
 const DPOP_SETTINGS = { algorithms: ['ES256', 'PS256', 'EdDSA'], iat_leeway_seconds: 60, replay_cache_entries: 100000 };
-const MICRO_ITERATIONS = Number(process.env.BENCH_DPOP_MICRO_ITERATIONS ?? 10000);
+const MICRO_ITERATIONS = Number(process.env.BENCH_DPOP_MICRO_ITERATIONS ?? 6000);
 const MICRO_PASSES = 5;
 /** No run's proofs may be near iat_leeway_seconds old when sent. */
 const MAX_PROOF_AGE_SECONDS = 45;

@@ -82,7 +82,7 @@ const pass = (): [number, number, number] => {
     const to = Math.min(spec.iterations, from + BLOCK);
     let t = cpuNow();
     checkSignatures(from, to);
-    let u = cpuNow();
+    const u = cpuNow();
     spent[0] += u - t;
     checkProofs(from, to);
     t = cpuNow();

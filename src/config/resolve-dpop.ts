@@ -46,11 +46,15 @@ export function publicOriginOf(at: string, value: string, p: Problems): string |
   return url.origin;
 }
 
-/** A DPoP route's origin: its own public_url, else listen.public_url; a problem when it has neither. */
-export function routeOrigin(route: Document['routes'][number], at: string, listenOrigin: string | undefined, p: Problems): string | undefined {
+/**
+ * A DPoP route's origin: its own public_url, else listen.public_url; a problem when it has
+ * neither (a listen.public_url that is set but no origin has its own problem already).
+ */
+export function routeOrigin(route: Document['routes'][number], at: string, listen: { readonly set: boolean; readonly origin: string | undefined }, p: Problems): string | undefined {
   if (route.publicUrl !== undefined) return publicOriginOf(`${at}.public_url`, route.publicUrl, p);
   if (!takesDpop(route.auth)) return undefined;
-  if (listenOrigin === undefined) {
+  const listenOrigin = listen.origin;
+  if (!listen.set) {
     p.add(`${at}.public_url`, `is required with auth: ${route.auth} when listen.public_url is not set (a DPoP proof's htu is checked against it, never against Host)`);
   }
   return listenOrigin;

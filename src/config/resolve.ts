@@ -238,7 +238,7 @@ function resolveUpstreams(doc: Document['upstreams'], p: Problems): Map<string, 
 const takesToken = (auth: string): boolean => (TOKEN_AUTH_MODES as readonly string[]).includes(auth);
 
 function resolveRoutes(doc: Document, upstreams: Document['upstreams'], p: Problems): RouteConfig[] {
-  const listenOrigin = doc.listen.publicUrl === undefined ? undefined : publicOriginOf('listen.public_url', doc.listen.publicUrl, p);
+  const listenOrigin = { set: doc.listen.publicUrl !== undefined, origin: doc.listen.publicUrl === undefined ? undefined : publicOriginOf('listen.public_url', doc.listen.publicUrl, p) };
   const names = new Set<string>();
   const prefixes = new Set<string>();
   return doc.routes.map((r, i): RouteConfig => {

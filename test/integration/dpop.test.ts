@@ -1,7 +1,7 @@
 // DPoP (RFC 9449) through the real gateway: TLS with client certificates, a table-driven
 // introspection endpoint, a recording upstream. The FAPI 2.0 conformance suite's resource-server
 // cases, each with its exact status, error code and challenge, and what reaches the upstream.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +80,7 @@ const challengeOf = (res: Reply): string[] => {
   return value === undefined ? [] : typeof value === 'string' ? [value] : value;
 };
 
-function refused(t: Tap.Test, res: Reply, forwarded: boolean, error: string) {
+function refused(t: Test, res: Reply, forwarded: boolean, error: string) {
   t.equal(res.status, 401, 'status 401');
   t.equal(res.json()['error'], error, `error ${error}`);
   t.equal(forwarded, false, 'nothing forwarded');
@@ -121,8 +121,8 @@ t.test('FAPI 2.0 negative cases: each refused with its exact code, before any in
     ['multiple DPoP headers', dpopHeaders('tok1', [good(), good()]), 'invalid_dpop_proof', false],
     ['a malformed JWT', dpopHeaders('tok1', 'not-a-jwt'), 'invalid_dpop_proof', false],
     ['no proof', { authorization: 'DPoP tok1' }, 'invalid_dpop_proof', false],
-    ...(['typ', 'alg', 'jwk'] as const).map((m): [string, Record<string, string>, string, boolean] => [`${m} missing`, dpopHeaders('tok1', good({ header: { [m]: undefined } })), 'invalid_dpop_proof', false]),
-    ...(['jti', 'htm', 'htu', 'iat', 'ath'] as const).map((m): [string, Record<string, string>, string, boolean] => [`${m} missing`, dpopHeaders('tok1', good({ payload: { [m]: undefined } })), 'invalid_dpop_proof', false]),
+    ...(['typ', 'alg', 'jwk'] as const).map((m): [string, Record<string, string | string[]>, string, boolean] => [`${m} missing`, dpopHeaders('tok1', good({ header: { [m]: undefined } })), 'invalid_dpop_proof', false]),
+    ...(['jti', 'htm', 'htu', 'iat', 'ath'] as const).map((m): [string, Record<string, string | string[]>, string, boolean] => [`${m} missing`, dpopHeaders('tok1', good({ payload: { [m]: undefined } })), 'invalid_dpop_proof', false]),
     ['a wrong typ', dpopHeaders('tok1', good({ header: { typ: 'JWT' } })), 'invalid_dpop_proof', false],
     ['a disallowed alg', dpopHeaders('tok1', good({ header: { alg: 'ES384' } })), 'invalid_dpop_proof', false],
     ['alg none', dpopHeaders('tok1', `${Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'none', jwk: key1.jwk })).toString('base64url')}.${Buffer.from(JSON.stringify({ jti: 'n', htm: 'GET', htu, iat: now, ath: ath('tok1') })).toString('base64url')}.`), 'invalid_dpop_proof', false],
