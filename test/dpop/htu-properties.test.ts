@@ -175,7 +175,8 @@ t.test('http, or credentials in the authority, never match', async (t) => {
 t.test('an encoded slash, backslash or NUL anywhere in the path: no URI', async (t) => {
   fc.assert(
     fc.property(host, path, spelling, fc.constantFrom('%2F', '%2f', '%5C', '%5c', '%00'), fc.nat(), (h, p, s, bad, at) => {
-      const htu = spell(p, h, undefined, { ...s, query: undefined, fragment: undefined });
+      // No detour (`x/..`): an encoded slash inside a segment that `..` removes is gone with it.
+      const htu = spell(p, h, undefined, { ...s, query: undefined, fragment: undefined, detours: s.detours.map((d) => ({ ...d, dots: d.dots > 2 ? 0 : d.dots })) });
       const pathStart = htu.indexOf('/', 'https://'.length);
       fc.pre(pathStart !== -1);
       const i = pathStart + 1 + (at % (htu.length - pathStart));
