@@ -91,17 +91,18 @@ function keyBound(route: RouteConfig, parts: AuthParts, dpop: DpopParts) {
   const origin = route.publicOrigin as string;
   return (view: RequestView, target: Target, method: string, token: string): Identity | Promise<Identity> => {
     const proven: ProvenKey = proveKey(dpop, { proofs: view.headers['dpop'], method, origin, encodedPath: target.encodedPath, accessToken: token });
-    return then(claimsOf(parts.tokens, token), (claims) => {
+    // The binding before the scopes, as on the certificate path: a token used with another key
+    // learns nothing about its scopes. The proof counts as used once the binding holds.
+    return then(claimsOf(parts.tokens, token), (claims) => then(bindKey(dpop, claims, proven), (): Identity => {
       const certificate = claims.x5tS256Bytes === undefined ? undefined : checkBinding(claims, parts.readCertificate(view));
       checkScopes(claims, route.scopes);
-      const identity: Identity = {
+      return {
         claims,
         jkt: proven.proof.jkt,
         ...(certificate ? { certificate } : {}),
         ...(proven.freshNonce !== undefined ? { dpopNonce: proven.freshNonce } : {}),
       };
-      return then(bindKey(dpop, claims, proven), () => identity);
-    });
+    }));
   };
 }
 

@@ -74,6 +74,7 @@ const CATALOG: Record<string, MetricSpec> = {
   certbound_revocation_unavailable_total: { type: 'counter', labels: { action: ['allowed', 'refused'] } },
   certbound_revocation_cache_entries: { type: 'gauge', labels: {} },
   certbound_crl_loads_total: { type: 'counter', labels: { result: ['success', 'error'] } },
+  certbound_dpop_replay_evictions_total: { type: 'counter', labels: {} },
   certbound_crl_next_update_seconds: { type: 'gauge', labels: { source: null } },
 };
 
