@@ -87,21 +87,23 @@ function certificateBound(route: RouteConfig, parts: AuthParts, trust: Trust | u
 }
 
 /** A DPoP token bound to the key of the request's proof (RFC 9449 §7.1); a token also bound to a certificate needs that too. */
-function keyBound(route: RouteConfig, parts: AuthParts, dpop: DpopParts) {
+function keyBound(route: RouteConfig, parts: AuthParts, dpop: DpopParts, trust: Trust | undefined) {
   const origin = route.publicOrigin as string;
   return (view: RequestView, target: Target, method: string, token: string): Identity | Promise<Identity> => {
     const proven: ProvenKey = proveKey(dpop, { proofs: view.headers['dpop'], method, origin, encodedPath: target.encodedPath, accessToken: token });
     // The binding before the scopes, as on the certificate path: a token used with another key
     // learns nothing about its scopes. The proof counts as used once the binding holds.
-    return then(claimsOf(parts.tokens, token), (claims) => then(bindKey(dpop, claims, proven), (): Identity => {
+    return then(claimsOf(parts.tokens, token), (claims) => then(bindKey(dpop, claims, proven), () => {
       const certificate = claims.x5tS256Bytes === undefined ? undefined : checkBinding(claims, parts.readCertificate(view));
       checkScopes(claims, route.scopes);
-      return {
+      const identity: Identity = {
         claims,
         jkt: proven.proof.jkt,
         ...(certificate ? { certificate } : {}),
         ...(proven.freshNonce !== undefined ? { dpopNonce: proven.freshNonce } : {}),
       };
+      // A certificate the token is bound to is trusted as on the certificate path (revocation).
+      return certificate === undefined ? identity : then(trust?.(certificate), () => identity);
     }));
   };
 }
@@ -133,7 +135,7 @@ export function authorizerFor(route: RouteConfig, parts: AuthParts): Authorize {
       };
     }
     case 'dpop_bound_token': {
-      const bound = keyBound(route, parts, parts.dpop as DpopParts);
+      const bound = keyBound(route, parts, parts.dpop as DpopParts, trust);
       return (view, target) => {
         const { scheme, token } = credentials(view, target);
         if (scheme !== 'dpop') throw new GatewayError('dpop_required', 'this route accepts only DPoP-bound access tokens (Authorization: DPoP)');
@@ -142,7 +144,7 @@ export function authorizerFor(route: RouteConfig, parts: AuthParts): Authorize {
     }
     case 'sender_constrained_token': {
       const byCertificate = certificateBound(route, parts, trust);
-      const byKey = keyBound(route, parts, parts.dpop as DpopParts);
+      const byKey = keyBound(route, parts, parts.dpop as DpopParts, trust);
       return (view, target) => {
         const { scheme, token } = credentials(view, target);
         return scheme === 'dpop' ? byKey(view, target, methodOf(view), token) : byCertificate(view, token);

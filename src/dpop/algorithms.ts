@@ -39,3 +39,5 @@ export const DPOP_ALGORITHMS: Readonly<Record<string, DpopAlgorithm>> = Object.f
 
 /** FAPI 2.0 §5.4: RSA keys of at least 2048 bits. */
 export const MIN_RSA_BITS = 2048;
+/** A bound on what one proof can make certbound compute: a 16384-bit verification costs ~50 × a 2048-bit one. */
+export const MAX_RSA_BITS = 8192;

@@ -1,7 +1,7 @@
 import { createPublicKey, hash, verify, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
-import { DPOP_ALGORITHMS, MIN_RSA_BITS, type DpopAlgorithm } from './algorithms.js';
+import { DPOP_ALGORITHMS, MAX_RSA_BITS, MIN_RSA_BITS, type DpopAlgorithm } from './algorithms.js';
 import { htuMatches } from './htu.js';
 
 /**
@@ -94,7 +94,9 @@ function importKey(canonical: string): ProofKey {
     throw invalid('DPoP proof jwk is not a usable public key');
   }
   const bits = key.asymmetricKeyDetails?.modulusLength;
-  if (key.asymmetricKeyType === 'rsa' && (bits === undefined || bits < MIN_RSA_BITS)) throw invalid(`DPoP proof RSA key is shorter than ${MIN_RSA_BITS} bits`);
+  if (key.asymmetricKeyType === 'rsa' && (bits === undefined || bits < MIN_RSA_BITS || bits > MAX_RSA_BITS)) {
+    throw invalid(`DPoP proof RSA key must have ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`);
+  }
   const jkt = hash('sha256', canonical, 'base64url');
   return { key, jkt, jktBytes: Buffer.from(jkt) };
 }

@@ -194,6 +194,9 @@ t.test('a replayed proof is refused', async (t) => {
   const again = await send(gw, '/pay/x', dpopHeaders('tok1', p));
   refused(t, again.res, again.forwarded, 'invalid_dpop_proof');
   t.equal(gw.logs.filter((l) => l['msg'] === 'request').at(-1)?.['reason'], 'dpop_replay');
+  const metrics = await gw.metrics.registry.metrics();
+  t.match(metrics, /certbound_auth_failures_total\{route="payments",reason="dpop_replay"\} [1-9]/, 'counted as an auth failure, by reason');
+  t.match(metrics, /certbound_auth_failures_total\{route="payments",reason="invalid_dpop_proof"\} [1-9]/);
   // The same jti under another key is another proof.
   const jti = 'shared-jti';
   t.equal((await send(gw, '/pay/x', dpopHeaders('tok1', proof(key1, 'GET', `${ORIGIN}/pay/x`, 'tok1', { payload: { jti } })))).res.status, 200);
@@ -312,6 +315,14 @@ t.test('nonce: required, across two replicas sharing the secret', async (t) => {
   const stranger = await startGateway(doc({ dpop: { nonce: 'required', nonce_secret: 'm'.repeat(40) } }), { baseDir: dir, clock });
   t.teardown(() => stranger.close());
   t.equal((await send(stranger, '/pay/x', withNonce(fresh))).res.status, 401, 'a replica with another secret refuses it');
+});
+
+t.test('an RSA key beyond 8192 bits is refused before any verification', async (t) => {
+  const n = Buffer.concat([Buffer.from([0xc0]), Buffer.alloc(1100, 0x5a)]).toString('base64url');
+  const p = signProof(rsaKey, { typ: 'dpop+jwt', alg: 'PS256', jwk: { kty: 'RSA', e: 'AQAB', n } }, { jti: 'big', htm: 'GET', htu: `${ORIGIN}/pay/x`, iat: Math.floor(Date.now() / 1000), ath: ath('tokRsa') });
+  const { res, forwarded } = await send(gw, '/pay/x', dpopHeaders('tokRsa', p));
+  refused(t, res, forwarded, 'invalid_dpop_proof');
+  t.match(res.json()['error_description'], 'DPoP proof RSA key must have 2048 to 8192 bits');
 });
 
 t.test('signed by hand: alg in the header that the key does not fit', async (t) => {

@@ -139,3 +139,26 @@ t.test('the certificate reads its PSD2 identity once', async (t) => {
   t.equal(aisp.psd2, aisp.psd2, 'the same object on every request');
   t.same(plain.psd2.roles, []);
 });
+
+t.test('a DPoP request with a token also bound to a certificate: that certificate is checked for revocation too', async (t) => {
+  const { proof, proofKey } = await import('../dpop/fixtures.js');
+  const { createDpopParts } = await import('../../src/dpop/stage.js');
+  const key = proofKey('ES256');
+  const both = (c: ClientCertificate): TokenClaims => claimsOf({ scope: 'accounts', client_id: 'tpp', cnf: { 'x5t#S256': c.thumbprint, jkt: key.jkt } }, (m) => new Error(m));
+  const dpop = createDpopParts({ algorithms: ['ES256'], iatLeewaySeconds: 60, nonce: 'off', nonceLifetimeSeconds: 300, nonceSecret: Buffer.alloc(32), replayCacheEntries: 10 }, { clock: Date.now });
+  const dpopRoute: RouteConfig = { ...route('dpop_bound_token'), publicOrigin: 'https://api.example' };
+  const dpopView = (): RequestView => ({ ...view, headers: { authorization: ['DPoP tok'], dpop: [proof(key, 'GET', 'https://api.example/accounts', 'tok')] } });
+  for (const async of [false, true]) {
+    const { checker, checked } = revocation(new Set([pisp.thumbprint]), async);
+    const authorize = (c: ClientCertificate) => authorizerFor(dpopRoute, { readCertificate: () => present(c), tokens: tokens(both(c)).validator, revocation: checker, dpop });
+    const identity = await authorize(aisp)(dpopView(), target);
+    t.equal(identity.certificate?.thumbprint, aisp.thumbprint, `async ${async}: a good certificate passes`);
+    t.equal(identity.jkt, key.jkt);
+    await t.rejects(Promise.resolve().then(() => authorize(pisp)(dpopView(), target)), { code: 'certificate_revoked' }, `async ${async}: a revoked one is refused`);
+    t.same(checked, [aisp.thumbprint, pisp.thumbprint]);
+  }
+  const { checker, checked } = revocation(new Set());
+  const keyOnly = claimsOf({ scope: 'accounts', cnf: { jkt: key.jkt } }, (m) => new Error(m));
+  await authorizerFor(dpopRoute, { readCertificate: () => present(aisp), tokens: tokens(keyOnly).validator, revocation: checker, dpop })(dpopView(), target);
+  t.same(checked, [], 'a token bound to the key only needs no certificate, so none is checked');
+});
