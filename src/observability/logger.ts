@@ -48,7 +48,7 @@ export function createLogging(level: string, destination: DestinationStream = lo
       formatters: { level: (label) => ({ level: label }) },
       // Exact paths only: wildcard redaction cost ~7% of the request hot path (BENCHMARKS.md).
       // Every line is built field by field; the log-scan tests are the guard against leaks.
-      redact: { paths: ['authorization', 'token', 'client_secret', 'private_key'], censor: '[redacted]' },
+      redact: { paths: ['authorization', 'token', 'client_secret', 'private_key', 'dpop', 'proof', 'nonce_secret'], censor: '[redacted]' },
     },
     batching,
   );

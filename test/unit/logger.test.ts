@@ -107,14 +107,15 @@ t.test('the level is read on every line: a reload that raises it to warn silence
 
 t.test('pino lines are still redacted, in the same shape as access lines', async (t) => {
   const { log, access, lines } = capture();
-  log.info({ msg: 'introspection', token: 'tok-1', authorization: 'Bearer tok-1', client_secret: 's3cret', private_key: 'PRIVATE KEY', kept: 1 });
+  log.info({ msg: 'introspection', token: 'tok-1', authorization: 'Bearer tok-1', client_secret: 's3cret', private_key: 'PRIVATE KEY', dpop: 'ey.proof.sig', proof: 'ey.proof.sig', nonce_secret: 'n0nce', kept: 1 });
   access(request(1));
   await turn();
   t.same({ ...parsed(lines[0]), time: 0 }, {
     level: 'info', time: 0, service: 'certbound', msg: 'introspection',
-    token: '[redacted]', authorization: '[redacted]', client_secret: '[redacted]', private_key: '[redacted]', kept: 1,
+    token: '[redacted]', authorization: '[redacted]', client_secret: '[redacted]', private_key: '[redacted]',
+    dpop: '[redacted]', proof: '[redacted]', nonce_secret: '[redacted]', kept: 1,
   });
-  t.notMatch(lines.join('\n'), /tok-1|s3cret|PRIVATE KEY/);
+  t.notMatch(lines.join('\n'), /tok-1|s3cret|PRIVATE KEY|ey\.proof|n0nce/);
   t.same(Object.keys(parsed(lines[1])).slice(0, 4), Object.keys(parsed(lines[0])).slice(0, 4), 'level, time, service, msg: the same envelope');
 });
 
