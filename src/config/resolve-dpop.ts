@@ -28,6 +28,8 @@ export function resolveDpop(doc: Document['dpop'], p: Problems): DpopConfig {
   return { ...rest, nonceSecret: secret ?? processSecret() };
 }
 
+const notOrigin = (value: string): string => `"${value}" is not an origin (https://host[:port], no path, query or credentials)`;
+
 /**
  * A public_url as the origin a proof's htu is compared with: scheme and host lower-cased, the
  * default port dropped (RFC 3986 §6.2.2.1, §6.2.3). Undefined, with a problem, when it is not an
@@ -36,12 +38,14 @@ export function resolveDpop(doc: Document['dpop'], p: Problems): DpopConfig {
 export function publicOriginOf(at: string, value: string, p: Problems): string | undefined {
   let url: URL;
   try {
+    // Checked as written too: the URL parser would resolve `/.`, drop a backslash or add `//`.
+    if (!/^[Hh][Tt][Tt][Pp][Ss]:\/\/[^/?#\\]+\/?$/.test(value)) throw new TypeError('not an origin');
     url = new URL(value);
   } catch {
-    return void p.add(at, `"${value}" is not an origin (https://host[:port], no path)`);
+    return void p.add(at, notOrigin(value));
   }
   if (url.protocol !== 'https:' || url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || /[?#]/.test(value)) {
-    return void p.add(at, `"${value}" is not an origin (https://host[:port], no path, query or credentials)`);
+    return void p.add(at, notOrigin(value));
   }
   return url.origin;
 }

@@ -68,7 +68,7 @@ const Tls = Type.Object(
 
 /** An origin: https://host[:port], nothing after it (resolve.ts checks the rest). */
 const publicUrl = (description: string) =>
-  Type.String({ pattern: '^([Hh][Tt][Tt][Pp][Ss]://[^/?#]+/?|\\$\\{.*)$', errorMessage: '"{value}" is not an origin (https://host[:port], no path)', description });
+  Type.String({ pattern: '^([Hh][Tt][Tt][Pp][Ss]://[^/?#]+/?|\\$\\{.*)$', errorMessage: '"{value}" is not an origin (https://host[:port], no path, query or credentials)', description });
 
 const Listen = section(
   {

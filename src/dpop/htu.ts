@@ -10,16 +10,19 @@ import { parseTarget } from '../route.js';
 
 /** The htu as the canonical string expected ones are built as, or undefined when it is no http(s) URI. */
 export function normalizeHtu(htu: string): string | undefined {
+  // scheme://authority, then the path as written: normalized below exactly as a request's is.
+  const parts = /^[Hh][Tt][Tt][Pp][Ss]?:\/\/([^/?#\\@]+)([^?#]*)/.exec(htu);
+  if (parts === null) return undefined;
   let url: URL;
   try {
     url = new URL(htu);
   } catch {
     return undefined;
   }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username !== '' || url.password !== '') return undefined;
+  const path = parts[2] === '' ? '/' : (parts[2] as string);
   try {
     // The router's own normalization: percent-decoding, dot segments, re-encoding with one case.
-    return `${url.protocol}//${url.host}${parseTarget(url.pathname).encodedPath}`;
+    return `${url.protocol}//${url.host}${parseTarget(path).encodedPath}`;
   } catch (error) {
     if (isGatewayError(error)) return undefined;
     throw error;

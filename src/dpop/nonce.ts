@@ -25,7 +25,7 @@ export interface NonceOptions {
 }
 
 const MAC_BYTES = 16;
-const FORMAT = /^(\d{1,12})\.([A-Za-z0-9_-]{22})$/;
+const FORMAT = /^(\d{1,12})\.[A-Za-z0-9_-]{22}$/;
 
 export function createNonces(options: NonceOptions): Nonces {
   const { secret, lifetimeSeconds, leewaySeconds, clock } = options;
@@ -44,8 +44,10 @@ export function createNonces(options: NonceOptions): Nonces {
       const match = nonce === undefined ? null : FORMAT.exec(nonce);
       if (!match) return { valid: false };
       const step = Number(match[1]);
-      const presented = Buffer.from(match[2] as string, 'base64url');
-      if (presented.length !== MAC_BYTES || !timingSafeEqual(presented, mac(step))) return { valid: false };
+      // The one spelling certbound issues: no leading zero, no other unused bits in the MAC's last character.
+      const presented = Buffer.from(nonce as string);
+      const expected = Buffer.from(`${step}.${mac(step).toString('base64url')}`);
+      if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) return { valid: false };
       const now = clock() / 1000;
       const issued = step * stepSeconds;
       const age = now - issued;

@@ -86,10 +86,30 @@ interface ProofKey {
   readonly jktBytes: Buffer;
 }
 
+/** Bytes of an EC coordinate or an OKP key on each curve (RFC 7518 §6.2.1.2, RFC 8037 §2). */
+const KEY_BYTES: Readonly<Record<string, number>> = { 'P-256': 32, 'P-384': 48, 'P-521': 66, Ed25519: 32, Ed448: 57 };
+
+/**
+ * One encoding per key, so one key has one jkt: base64url without stray bits, coordinates of
+ * their curve's full length, RSA integers without leading zero bytes (RFC 7518 §6.3.1.1).
+ */
+function encodedCanonically(members: Readonly<Record<string, string>>): boolean {
+  for (const [name, value] of Object.entries(members)) {
+    if (name === 'kty' || name === 'crv') continue;
+    const bytes = Buffer.from(value, 'base64url');
+    if (bytes.toString('base64url') !== value) return false;
+    if (members['kty'] === 'RSA' ? bytes[0] === 0 : bytes.length !== KEY_BYTES[members['crv'] as string]) return false;
+  }
+  return true;
+}
+
+/** A key seen for the first time: checked and imported once, then cached by its canonical JWK. */
 function importKey(canonical: string): ProofKey {
+  const members = JSON.parse(canonical) as Record<string, string>;
+  if (!encodedCanonically(members)) throw invalid('DPoP proof jwk is not canonically encoded');
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: JSON.parse(canonical) as Record<string, string>, format: 'jwk' });
+    key = createPublicKey({ key: members, format: 'jwk' });
   } catch {
     throw invalid('DPoP proof jwk is not a usable public key');
   }

@@ -20,18 +20,19 @@ export interface ReplayStore {
  * protection for proofs older than the `entries` newest ones (counted by the caller's metric).
  */
 export function createLocalReplayStore(entries: number, clock: () => number, evicted?: () => void): ReplayStore {
-  const seen = new LRUCache<string, true>({
+  // Each entry holds the end of its window: only a proof pushed out before it counts as evicted.
+  const seen = new LRUCache<string, number>({
     max: entries,
     // ttlResolution 0: expiry reads the clock on every check, so a frozen test clock is exact.
     ttlResolution: 0,
     perf: { now: clock },
-    ...(evicted ? { dispose: (_v: true, _k: string, reason: LRUCache.DisposeReason) => void (reason === 'evict' && evicted()) } : {}),
+    ...(evicted ? { dispose: (untilMs: number, _k: string, reason: LRUCache.DisposeReason) => void (reason === 'evict' && untilMs > clock() && evicted()) } : {}),
   });
   return {
     firstUse(jkt, jti, untilMs) {
       const key = `${jkt}:${jti}`;
       if (seen.has(key)) return false;
-      seen.set(key, true, { ttl: Math.max(1, untilMs - clock()) });
+      seen.set(key, untilMs, { ttl: Math.max(1, untilMs - clock()) });
       return true;
     },
     get size() {

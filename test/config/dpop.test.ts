@@ -58,7 +58,7 @@ t.test('a DPoP route needs a public URL, an https origin only', async (t) => {
     t.equal(problems(doc({ listen: { public_url: bad } })).length, 1, bad);
     t.match(problems(doc({ listen: { public_url: bad } }))[0], /^listen\.public_url: "[^"]*" is not an origin/, bad);
   }
-  t.same(problems(doc({}, { public_url: 'https://x.example/path' })), ['routes[0].public_url: "https://x.example/path" is not an origin (https://host[:port], no path)']);
+  t.same(problems(doc({}, { public_url: 'https://x.example/path' })), ['routes[0].public_url: "https://x.example/path" is not an origin (https://host[:port], no path, query or credentials)']);
   t.equal(buildConfig({ ...doc({}, { auth: 'mtls' }), listen: {} }, { env: {} }).routes[0]?.publicOrigin, undefined, 'other kinds need none');
 });
 

@@ -81,8 +81,8 @@ const percent = (ch: string, upper: readonly boolean[]): string =>
  * `path` on `h`:`pt` as one client might write its htu: scheme and host in any case, the port
  * written out (the default one too, with leading zeros), each character literal or percent-encoded
  * in either case, dot segments and detours (`x/..`) before segments, doubled slashes, a query, a
- * fragment. Never a dot segment last nor after an empty segment: there the router is not RFC 3986
- * (htu.test.ts, todo).
+ * fragment. Never a dot segment last nor after an empty segment: there the router's resolution is
+ * not RFC 3986's, and htu.test.ts checks those cases one by one.
  */
 function spell(p: Path, h: string, pt: number | undefined, s: Spelling): string {
   const scheme = withCase('https', s.schemeCase);

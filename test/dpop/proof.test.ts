@@ -281,19 +281,57 @@ t.test('a jwk that is no usable public key', async (t) => {
     'OKP x too short': { key: ed, header: { jwk: { ...ed.jwk, x: 'AQ' } } },
   };
   for (const [name, { key, ...changes }] of Object.entries(cases)) {
-    t.match(refused(make(key, changes)), { code: INVALID, description: 'DPoP proof jwk is not a usable public key' }, name);
+    t.match(refused(make(key, changes)), { code: INVALID, description: /^DPoP proof jwk is not (a usable public key|canonically encoded)$/ }, name);
   }
 });
 
-t.test('RSA keys shorter than 2048 bits', async (t) => {
+// RFC 7518 §6.2.1.2-3: an EC coordinate is exactly the curve's size; §2 (Base64urlUInt): n and e in the
+// fewest octets; base64url without bits beyond the octets. Otherwise one key has several RFC 7638
+// thumbprints (the canonical form is built from the members as written).
+t.test('a jwk whose members are not in their one RFC 7518 form', async (t) => {
+  const octets = (text: string): Buffer => Buffer.from(text, 'base64url');
+  const padded = (text: string): string => Buffer.concat([Buffer.alloc(1), octets(text)]).toString('base64url');
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const x = es.jwk.x as string;
+  const otherBits = `${x.slice(0, -1)}${ALPHABET[ALPHABET.indexOf(x.slice(-1)) ^ 1] as string}`;
+  t.ok(octets(otherBits).equals(octets(x)), 'the same 32 octets');
+  const cases: Record<string, ProofParts & { readonly key: ProofKey }> = {
+    'EC x with a leading zero octet (33 octets)': { key: es, header: { jwk: { ...es.jwk, x: padded(x) } } },
+    'EC y with a leading zero octet': { key: es, header: { jwk: { ...es.jwk, y: padded(es.jwk.y as string) } } },
+    'EC x with non-zero unused bits': { key: es, header: { jwk: { ...es.jwk, x: otherBits } } },
+    'RSA e with a leading zero octet': { key: ps, header: { jwk: { ...ps.jwk, e: 'AAEAAQ' } } },
+    'RSA n with a leading zero octet': { key: ps, header: { jwk: { ...ps.jwk, n: padded(ps.jwk.n as string) } } },
+  };
+  for (const [name, { key, ...changes }] of Object.entries(cases)) {
+    const outcome = failure(() => verify(one(make(key, changes))));
+    t.equal(outcome.code, INVALID, name);
+    t.equal(outcome.description, 'DPoP proof jwk is not canonically encoded', name);
+  }
+});
+
+t.test('RSA keys of 2048 to 8192 bits only', async (t) => {
+  const SIZE = 'DPoP proof RSA key must have 2048 to 8192 bits';
   const short = proofKey('PS256', 1024);
-  t.match(refused(make(short)), { code: INVALID, description: 'DPoP proof RSA key is shorter than 2048 bits' });
+  t.match(refused(make(short)), { code: INVALID, description: SIZE }, '1024 bits (PS256)');
   // Not kept by the key cache: refused again.
-  t.match(refused(make(short)), { code: INVALID, description: 'DPoP proof RSA key is shorter than 2048 bits' });
+  t.match(refused(make(short)), { code: INVALID, description: SIZE }, 'again');
   const shortRs = proofKey('RS256', 2040);
   const verifier = createProofVerifier({ algorithms: ['RS256'], iatLeewaySeconds: LEEWAY, clock });
-  t.match(refused(make(shortRs), {}, verifier), { code: INVALID, description: /shorter than 2048 bits/ }, '2040 bits');
+  t.match(refused(make(shortRs), {}, verifier), { code: INVALID, description: SIZE }, '2040 bits (RS256)');
   t.equal(verify(one(make(ps))).jkt, ps.jkt, '2048 bits');
+  // A public key of any size needs no private one: a modulus of `bits` bits (top bit set, odd).
+  const modulus = (bits: number): string => {
+    const bytes = Buffer.alloc(Math.ceil(bits / 8), 0x5a);
+    bytes[0] = 1 << ((bits - 1) % 8) | ((bits - 1) % 8 === 0 ? 0 : 1);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) | 1;
+    return bytes.toString('base64url');
+  };
+  const sized = (bits: number): Failure => refused(make(ps, { header: { jwk: { kty: 'RSA', e: 'AQAB', n: modulus(bits) } } }));
+  t.match(sized(2047), { code: INVALID, description: SIZE }, '2047 bits');
+  t.match(sized(2048), { code: INVALID, description: 'DPoP proof signature does not verify' }, '2048 bits: imported (the signature is ps\'s)');
+  t.match(sized(8192), { code: INVALID, description: 'DPoP proof signature does not verify' }, '8192 bits: imported');
+  t.match(sized(8193), { code: INVALID, description: SIZE }, '8193 bits');
+  t.match(sized(16384), { code: INVALID, description: SIZE }, '16384 bits');
 });
 
 t.test('signatures that do not verify', async (t) => {
@@ -504,6 +542,20 @@ t.test('the key cache', async (t) => {
   const strict = createProofVerifier({ algorithms: ['ES256'], iatLeewaySeconds: 1, clock });
   t.match(refused(make(es, { nowSeconds: NOW_S - 2 }), {}, strict), { code: INVALID, description: /iat/ });
   t.equal(verifier(one(make(es, { nowSeconds: NOW_S - 2 }))).jkt, es.jkt);
+});
+
+t.test('node:crypto throwing while verifying: refused, not an exception', async (t) => {
+  const crypto = await import('node:crypto');
+  const { createProofVerifier: mocked } = await t.mockImport<typeof import('../../src/dpop/proof.js')>('../../src/dpop/proof.js', {
+    'node:crypto': {
+      ...crypto,
+      verify: () => {
+        throw new Error('error:1C80007A:Provider routines::invalid digest');
+      },
+    },
+  });
+  const throwing = mocked({ algorithms: ['ES256'], iatLeewaySeconds: LEEWAY, clock });
+  t.match(refused(make(es), {}, throwing), { code: INVALID, description: 'DPoP proof signature does not verify' });
 });
 
 t.test('signProof with exactly the given members', async (t) => {
