@@ -95,6 +95,6 @@ t.test('psd2_roles: known roles only, and never on a route that checks no certif
   t.same(problems(doc({ auth: 'mtls', psd2_roles: ['PSP_AI', 'PSP_PI'] })), []);
   t.same(problems(doc({ auth: 'mtls', psd2_roles: ['PSP_XX'] })), ['routes[0].psd2_roles[0]: must be one of PSP_AS, PSP_PI, PSP_AI, PSP_IC (got "PSP_XX")']);
   t.same(problems(doc({ auth: 'mtls', psd2_roles: ['PSP_AI', 'PSP_AI'] })), ['routes[0].psd2_roles: must not list "PSP_AI" twice']);
-  t.same(problems(doc({ auth: 'none', psd2_roles: ['PSP_AI'] })), ['routes[0].psd2_roles: needs a client certificate: not with auth: none']);
+  t.same(problems(doc({ auth: 'none', psd2_roles: ['PSP_AI'] })), ['routes[0].psd2_roles: needs a client certificate on every request: only with auth: certificate_bound_token or mtls, not none']);
   t.same(problems({ ...doc({ auth: 'none' }), identity_headers: { psd2_roles: 'bad header' } }), ['identity_headers.psd2_roles: "bad header" is not a valid header name']);
 });
