@@ -78,11 +78,11 @@ function gatewayDoc(opts: { level: string; tls: boolean }) {
 let gatewayCount = 0;
 const startGateway = (opts: { level: string; tls: boolean; profile?: boolean }): Promise<Child<{ port: number }>> => startGatewayFrom(gatewayDoc(opts), opts.profile);
 /** `profile`: with BENCH_PROFILE, --cpu-prof into its `certbound` subdirectory (true) or the one named. */
-async function startGatewayFrom(doc: Record<string, unknown>, profile: boolean | string = false): Promise<Child<{ port: number }>> {
+async function startGatewayFrom(doc: Record<string, unknown>, profile: boolean | string = false, nodeFlags: readonly string[] = []): Promise<Child<{ port: number }>> {
   const logFile = join(logDir, `access-${++gatewayCount}.log`);
   // BENCH_GATEWAY_NODE_ARGS: extra node flags for certbound (tuning experiments, e.g. GC sizes).
   const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const nodeArgs = [...extra, ...(profile !== false && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, profile === true ? 'certbound' : profile)] : [])];
+  const nodeArgs = [...extra, ...nodeFlags, ...(profile !== false && PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, profile === true ? 'certbound' : profile)] : [])];
   const child = await startChild<{ port: number }>('servers/gateway.ts', { doc, baseDir: dir, logFile }, nodeArgs);
   return {
     ...child,
@@ -193,7 +193,7 @@ if (ONLY.has('dpop')) {
   results.dpop = await dpopPhase({
     upstreamUrl, rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS,
     token: HOT_TOKEN, certificateHeader, certificateThumbprint: pki.tppA.thumbprint, caFile: pki.files['ca.crt'] as string,
-    startGateway: (doc, profileAs) => startGatewayFrom(doc, profileAs ?? false),
+    startGateway: (doc, profileAs, nodeFlags) => startGatewayFrom(doc, profileAs ?? false, nodeFlags),
     row: (name, r, rss) => rows.push(generatorRow(name, r, rss)), check, log,
   });
 }

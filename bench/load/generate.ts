@@ -2,11 +2,14 @@
 // with latency also measured from the intended send time (as wrk2 does), and a distinct token per
 // request, or a DPoP proof per request (made before the run, each sent once). Runs in its own
 // process; prints one JSON line with the result.
+import { spawn } from 'node:child_process';
 import type { JsonWebKey } from 'node:crypto';
-import { proofSigner } from '../lib/dpop-proofs.js';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { Histogram, type Summary } from '../lib/histogram.js';
 import { cpuSeconds } from '../lib/proc.js';
 import { Connection } from './client.js';
+import type { ProofWork } from './proof-worker.js';
 
 export interface LoadSpec {
   readonly url: string;
@@ -19,6 +22,12 @@ export interface LoadSpec {
   /** Open loop: this many requests per second in total, whatever the response times. */
   readonly rate?: number;
   readonly warmupSec?: number;
+  /**
+   * Closed loop: the warm-up lasts until this many requests have also been answered. A slower
+   * scenario gets as many warm-up requests as a faster one, so V8 has optimized as much of it
+   * (tier-up counts calls, not seconds) before the measured run starts.
+   */
+  readonly warmupMinRequests?: number;
   readonly headers: Readonly<Record<string, string>>;
   /** `Authorization: Bearer <prefix><n>`, n counting from 0: every request its own token. */
   readonly distinctTokenPrefix?: string;
@@ -27,11 +36,13 @@ export interface LoadSpec {
    * DPoP (RFC 9449): `proofs` ES256 proofs (fresh jti, iat = when made, htm GET, this htu, the
    * access token's ath) are made before the warm-up, and each request (warm-up included) carries
    * the next one as its `DPoP` header: none is sent twice, and no signing happens during the run.
-   * Closed loop only; a run that uses them all stops early (`proofs.exhausted`).
+   * A run that uses them all stops early (`proofs.exhausted`).
    */
   readonly dpop?: { readonly privateJwk: JsonWebKey; readonly htu: string; readonly accessToken: string; readonly proofs: number };
   /** A process (the server under test) whose CPU time over the measured run, not the warm-up, the result reports as `cpuSeconds`. */
   readonly cpuPid?: number;
+  /** `perf record -e cpu-clock -g` of `cpuPid` over the measured run into this file (CPU time, not wall time). */
+  readonly perfOutput?: string;
 }
 
 export interface ProofPool {
@@ -59,6 +70,7 @@ export interface LoadResult {
   readonly firstError?: string;
   /** CPU seconds (user + system) of `cpuPid` over the measured run. */
   readonly cpuSeconds?: number;
+  readonly warmup?: { readonly requests: number; readonly seconds: number };
   readonly proofs?: ProofPool;
 }
 
@@ -81,18 +93,29 @@ const fixedHead = `GET ${spec.path} HTTP/1.1\r\nhost: ${url.host}\r\n${Object.en
 const fixedRequest = Buffer.from(`${fixedHead}\r\n`, 'latin1');
 let tokenCounter = 0;
 
-if (spec.dpop && spec.rate !== undefined) throw new Error('dpop: closed loop only');
 const madeAt = Date.now();
 /** Every request of the run, serialized before it (DPoP): one proof each. */
-const proofRequests: Buffer[] | undefined = spec.dpop ? makeProofRequests(spec.dpop) : undefined;
+const proofRequests: Buffer[] | undefined = spec.dpop ? await makeProofRequests(spec.dpop) : undefined;
 const makeSeconds = (Date.now() - madeAt) / 1000;
 let proofsUsed = 0;
 const proofsLeft = (): boolean => proofRequests === undefined || proofsUsed < proofRequests.length;
 
-function makeProofRequests(dpop: NonNullable<LoadSpec['dpop']>): Buffer[] {
-  const next = proofSigner(dpop.privateJwk, { htm: 'GET', htu: dpop.htu, accessToken: dpop.accessToken });
-  const out = new Array<Buffer>(dpop.proofs);
-  for (let i = 0; i < dpop.proofs; i++) out[i] = Buffer.from(`${fixedHead}dpop: ${next()}\r\n\r\n`, 'latin1');
+/** The proofs are signed by one worker thread per core (nothing else runs yet), then serialized here. */
+async function makeProofRequests(dpop: NonNullable<LoadSpec['dpop']>): Promise<Buffer[]> {
+  const workers = Math.max(1, Math.min(availableParallelism(), Math.ceil(dpop.proofs / 5000)));
+  const share = Math.ceil(dpop.proofs / workers);
+  const chunks = await Promise.all(
+    Array.from({ length: workers }, (_, i) => {
+      const work: ProofWork = { privateJwk: dpop.privateJwk, htu: dpop.htu, accessToken: dpop.accessToken, count: Math.min(share, dpop.proofs - i * share) };
+      return new Promise<string[]>((resolve, reject) => {
+        const worker = new Worker(new URL('./proof-worker.js', import.meta.url), { workerData: work });
+        worker.once('message', (proofs: string[]) => resolve(proofs));
+        worker.once('error', reject);
+      });
+    }),
+  );
+  const out: Buffer[] = [];
+  for (const chunk of chunks) for (const proof of chunk) out.push(Buffer.from(`${fixedHead}dpop: ${proof}\r\n\r\n`, 'latin1'));
   return out;
 }
 
@@ -119,11 +142,11 @@ interface Tally {
 const newTally = (): Tally => ({ histogram: new Histogram(), scheduled: new Histogram(), requests: 0, ok: 0, non2xx: 0, errors: 0, statuses: {} });
 
 /** One request on a free connection; `intended` is the scheduled send time in open loop. */
-async function once(tally: Tally, intended?: number): Promise<void> {
+async function once(tally: Tally, bytes: Buffer | string, intended?: number): Promise<void> {
   const connection = idle.pop() ?? (await new Promise<Connection>((resolve) => queue.push(resolve)));
   const sent = performance.now();
   try {
-    const status = await connection.request(requestBytes());
+    const status = await connection.request(bytes);
     const done = performance.now();
     tally.histogram.record((done - sent) * 1000);
     if (intended !== undefined) tally.scheduled.record((done - intended) * 1000);
@@ -143,15 +166,16 @@ async function once(tally: Tally, intended?: number): Promise<void> {
   }
 }
 
-async function closedLoop(tally: Tally, seconds: number | undefined, requests: number | undefined): Promise<number> {
+async function closedLoop(tally: Tally, seconds: number | undefined, requests: number | undefined, minRequests = 0): Promise<number> {
   const started = performance.now();
   const deadline = seconds === undefined ? Infinity : started + seconds * 1000;
   let tickets = requests ?? Infinity;
+  let sent = 0;
   const worker = async () => {
-    // proofsLeft() and the proof's use in once() happen in one synchronous step (a connection is idle).
-    while (tickets > 0 && performance.now() < deadline && proofsLeft()) {
+    while (tickets > 0 && (performance.now() < deadline || sent < minRequests) && proofsLeft()) {
       tickets--;
-      await once(tally);
+      sent++;
+      await once(tally, requestBytes());
     }
   };
   await Promise.all(Array.from({ length: spec.connections }, worker));
@@ -167,8 +191,9 @@ async function openLoop(tally: Tally, seconds: number, rate: number): Promise<nu
   await new Promise<void>((resolve) => {
     const tick = () => {
       const due = Math.min(total, Math.floor((performance.now() - started) / interval) + 1);
-      while (sent < due) pending.push(once(tally, started + sent++ * interval));
-      if (sent >= total) resolve();
+      // The request's bytes (its proof) are taken when it is due, even if it waits for a connection.
+      while (sent < due && proofsLeft()) pending.push(once(tally, requestBytes(), started + sent++ * interval));
+      if (sent >= total || !proofsLeft()) resolve();
       // A timer, not setImmediate: a spinning generator would steal a core from the server.
       else setTimeout(tick, 1);
     };
@@ -178,16 +203,31 @@ async function openLoop(tally: Tally, seconds: number, rate: number): Promise<nu
   return (performance.now() - started) / 1000;
 }
 
-async function run(seconds: number | undefined, requests: number | undefined): Promise<Tally & { seconds: number }> {
+async function run(seconds: number | undefined, requests: number | undefined, minRequests?: number): Promise<Tally & { seconds: number }> {
   const tally = newTally();
-  const elapsed = spec.rate !== undefined ? await openLoop(tally, seconds ?? 10, spec.rate) : await closedLoop(tally, seconds, requests);
+  const elapsed = spec.rate !== undefined ? await openLoop(tally, seconds ?? 10, spec.rate) : await closedLoop(tally, seconds, requests, minRequests);
   return { ...tally, seconds: elapsed };
 }
 
-if (spec.warmupSec) await run(spec.warmupSec, undefined);
+const warmup = spec.warmupSec || spec.warmupMinRequests ? await run(spec.warmupSec ?? 0, undefined, spec.warmupMinRequests) : undefined;
+const perf = spec.perfOutput !== undefined && spec.cpuPid !== undefined ? await startPerf(spec.perfOutput, spec.cpuPid) : undefined;
 const cpuBefore = spec.cpuPid === undefined ? 0 : cpuSeconds(spec.cpuPid);
 const t = await run(spec.durationSec, spec.requests);
 const cpuDuring = spec.cpuPid === undefined ? undefined : cpuSeconds(spec.cpuPid) - cpuBefore;
+await perf?.();
+
+/** Starts perf on `pid` and resolves once it samples; the function returned stops it and waits for its file. */
+async function startPerf(output: string, pid: number): Promise<() => Promise<void>> {
+  const child = spawn('perf', ['record', '-e', 'cpu-clock', '-F', '999', '-g', '-p', String(pid), '-o', output], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.stderr.resume();
+  // perf prints nothing when it is attached; give it a moment (its startup is not measured).
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  return async () => {
+    child.kill('SIGINT');
+    await exited;
+  };
+}
 const result: LoadResult = {
   requests: t.requests,
   ok: t.ok,
@@ -200,6 +240,7 @@ const result: LoadResult = {
   statuses: t.statuses,
   ...(t.firstError ? { firstError: t.firstError } : {}),
   ...(cpuDuring !== undefined ? { cpuSeconds: Math.round(cpuDuring * 100) / 100 } : {}),
+  ...(warmup ? { warmup: { requests: warmup.requests, seconds: Math.round(warmup.seconds * 10) / 10 } } : {}),
   ...(proofRequests !== undefined
     ? {
         proofs: {
