@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'expired'
   | 'not_yet_valid'
   | 'unbound_token'
+  | 'token_revoked'
   | 'insufficient_scope'
   // DPoP (RFC 9449)
   | 'invalid_dpop_proof'

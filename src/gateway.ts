@@ -20,6 +20,12 @@ import { authorizerFor, type Authorize } from './stages.js';
 import { createRevocationChecker, type RevocationChecker } from './revocation/checker.js';
 import { createDpopParts, type DpopParts } from './dpop/stage.js';
 import { takesDpop } from './config/resolve-dpop.js';
+import type { RevocationList } from './shared/revocations.js';
+import type { SharedStore } from './shared/types.js';
+import type { Sealer } from './shared/seal.js';
+import { createSharedTokenCache } from './shared/token-cache.js';
+import { createSharedReplayStore } from './shared/replay-store.js';
+import type { ReplayStore } from './dpop/replay.js';
 
 /** What the certificate stage reads of a request: data, not the IncomingMessage. */
 export interface RequestView {
@@ -89,6 +95,10 @@ export interface GatewayDeps {
   readonly clock?: () => number;
   /** A running gateway whose token validator (cache, keys) this one may take over, when validation is the same. */
   readonly previous?: Gateway;
+  /** The process's revocation list (POST /revocations), kept across reloads. */
+  readonly revocations?: RevocationList;
+  /** The process's shared store (shared_state.redis_url) and its sealer. */
+  readonly shared?: { readonly store: SharedStore; readonly sealer: Sealer };
 }
 
 /**
@@ -171,6 +181,18 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
         metrics,
         ...(deps.log ? { logger: deps.log } : {}),
         ...(deps.clock ? { clock: deps.clock } : {}),
+        ...(deps.revocations ? { revocations: deps.revocations } : {}),
+        ...(deps.shared
+          ? {
+              shared: createSharedTokenCache({
+                ...deps.shared,
+                maxTtlSeconds: config.authorizationServer.cache.maxTtlSeconds,
+                clockSkewSeconds: config.authorizationServer.clockSkewSeconds,
+                clock: deps.clock ?? Date.now,
+                metrics,
+              }),
+            }
+          : {}),
       })
     : undefined;
   const tokens = reused ?? ownedTokens;
@@ -182,11 +204,13 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
     : undefined;
   const revocation = keptRevocation ?? ownedRevocation;
 
+  const sharedStore = deps.shared?.store;
   // A proof seen before a reload is a replay after it: the store is kept while its size is.
   const dpop = config.routes.some((r) => takesDpop(r.auth))
     ? createDpopParts(config.dpop, {
         clock: deps.clock ?? Date.now,
         evicted: () => metrics.dpopReplayEvictions.inc(),
+        ...(sharedStore ? { share: (local: ReplayStore) => createSharedReplayStore(sharedStore, local, deps.clock ?? Date.now) } : {}),
         ...(previous?.dpop && previous.config.dpop.replayCacheEntries === config.dpop.replayCacheEntries ? { replay: previous.dpop.replay } : {}),
       })
     : undefined;

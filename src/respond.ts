@@ -45,6 +45,7 @@ const API: Record<ErrorCode, Shape> = {
   expired: s(401, 'invalid_token', true),
   not_yet_valid: s(401, 'invalid_token', true),
   unbound_token: s(401, 'invalid_token', true),
+  token_revoked: s(401, 'invalid_token', true),
   insufficient_scope: s(403, 'insufficient_scope', true),
   invalid_dpop_proof: d('invalid_dpop_proof'),
   dpop_replay: d('invalid_dpop_proof'),

@@ -4,6 +4,7 @@ import { createProxyTrust } from '../certificate/trust.js';
 import { algorithmsFor } from '../token/client-auth.js';
 import { Problems } from './problems.js';
 import { resolveDpop } from './resolve-dpop.js';
+import { resolveAdmin, resolveSharedState } from './resolve-shared.js';
 import { resolveRoutes, resolveUpstreams, takesToken } from './resolve-routes.js';
 import type {
   AuthorizationServerConfig, ClientAuthConfig, ClientCertificateConfig, Config, Document, IntrospectionConfig, JwksConfig, KeyFile,
@@ -230,13 +231,15 @@ export function resolveConfig(doc: Document, baseDir: string, source: string): {
     dpopJkt: p.headerName('identity_headers.dpop_jkt', ih.dpopJkt),
   };
   const dpop = resolveDpop(doc.dpop, p);
+  const admin = resolveAdmin(doc.admin, p);
+  const sharedState = resolveSharedState(doc.sharedState, p);
   try {
     validateHeaderValue('www-authenticate', `Bearer realm="${doc.realm}"`);
   } catch {
     p.add('realm', 'must be printable ASCII without " or \\');
   }
   if (p.list.length > 0) return { problems: p.list };
-  const { authorizationServer: _document, ...settled } = doc;
+  const { authorizationServer: _document, sharedState: _shared, ...settled } = doc;
   const config: Config = {
     ...settled,
     source,
@@ -245,7 +248,9 @@ export function resolveConfig(doc: Document, baseDir: string, source: string): {
     ...(authorizationServer ? { authorizationServer } : {}),
     upstreams,
     routes,
+    admin,
     dpop,
+    ...(sharedState ? { sharedState } : {}),
     identityHeaders,
     files: [...new Set(p.files)],
   };

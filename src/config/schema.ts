@@ -91,8 +91,23 @@ const Admin = section(
   {
     host: text('Address of the admin listener (/metrics, /healthz, /readyz).', '127.0.0.1'),
     port: int(0, 65535, 9091, 'Admin port; 0 picks a free one.'),
+    revocation_secret_file: Type.Optional(file('Enables POST /revocations on this listener: callers must send Authorization: Bearer <its contents> (at least 32 bytes; trailing whitespace trimmed). Default: none, and /revocations answers 404.')),
   },
-  'Plain-HTTP listener for Prometheus and health checks. Keep it off the public network.',
+  'Plain-HTTP listener for Prometheus, health checks and revocations. Keep it off the public network.',
+);
+
+const SharedState = section(
+  {
+    redis_url: Type.Optional(Type.String({
+      pattern: '^([Rr][Ee][Dd][Ii][Ss][Ss]?://|\\$\\{)', errorMessage: '"{value}" is not a redis:// or rediss:// URL',
+      description: 'Redis or Valkey shared by the replicas: second-level token cache, revocations, DPoP replays (restart to change). Default: none: each process keeps its own state.',
+    })),
+    key_prefix: text('Prefix of every key and channel certbound uses.', 'certbound:'),
+    timeout_ms: int(1, 10000, 50, 'A Redis call slower than this is treated as a miss; a request waits at most twice this on Redis in total.'),
+    secret_file: Type.Optional(file('Required with redis_url: at least 32 bytes (trailing whitespace trimmed), the same on every replica. Keys are HMACs of tokens under it, values AES-GCM sealed with keys derived from it and the token.')),
+    ca_file: Type.Optional(file('rediss://: CA bundle (PEM) the server certificate must chain to. Default: the system store.')),
+  },
+  'State shared across replicas. Redis down, slow or answering garbage never fails a request: certbound serves from its local cache and the authorization server.',
 );
 
 /** An http(s) URL, or "" for none (the issue's contract: `url: ""` means the certificate's own AIA URL). */
@@ -267,6 +282,7 @@ export const GatewaySchema = Type.Object(
     upstreams: Type.Record(Type.String({ minLength: 1 }), Upstream, { description: 'Name → upstream origin.' }),
     routes: Type.Array(Route, { minItems: 1, errorMessage: 'must be a non-empty list', description: 'Matched on the normalized path, longest path_prefix first.' }),
     dpop: Dpop,
+    shared_state: SharedState,
     identity_headers: IdentityHeaders,
     realm: Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*$', errorMessage: 'must be printable ASCII without " or \\', default: 'certbound', description: 'realm of WWW-Authenticate: Bearer realm="…".' }),
     logging: section(

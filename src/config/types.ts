@@ -50,7 +50,20 @@ export interface ListenConfig extends Omit<ListenDocument, 'tls' | 'headersTimeo
   readonly tls?: TlsListenConfig;
   readonly headersTimeoutMs: number;
 }
-export type AdminConfig = Document['admin'];
+export interface AdminConfig extends Omit<Document['admin'], 'revocationSecretFile'> {
+  /** The bearer secret of POST /revocations (never logged); absent: the endpoint is off. */
+  readonly revocationSecret?: Buffer;
+}
+
+/** shared_state with a redis_url: what the shared store needs. Absent: each process keeps its own state. */
+export interface SharedStateConfig {
+  readonly url: string;
+  readonly keyPrefix: string;
+  readonly timeoutMs: number;
+  /** At least 32 bytes; keys and sealing (src/shared/seal.ts). */
+  readonly secret: Buffer;
+  readonly ca?: PemFile;
+}
 
 type ClientCertificateDocument = Document['clientCertificate'];
 export interface CertificateVerifyConfig extends Omit<ClientCertificateDocument['verify'], 'caFile'> {
@@ -160,8 +173,10 @@ export interface DpopConfig extends Omit<Document['dpop'], 'nonceSecret'> {
   readonly nonceSecret: Buffer;
 }
 
-export interface Config extends Omit<Document, 'listen' | 'clientCertificate' | 'authorizationServer' | 'upstreams' | 'routes' | 'dpop'> {
+export interface Config extends Omit<Document, 'listen' | 'admin' | 'clientCertificate' | 'authorizationServer' | 'upstreams' | 'routes' | 'dpop' | 'sharedState'> {
+  readonly admin: AdminConfig;
   readonly dpop: DpopConfig;
+  readonly sharedState?: SharedStateConfig;
   /** Absolute path of gateway.yaml, or `<inline>`. */
   readonly source: string;
   readonly listen: ListenConfig;

@@ -31,6 +31,8 @@ export interface DpopDeps {
   /** The previous gateway's store, kept when it holds as many entries. */
   readonly replay?: ReplayStore;
   readonly evicted?: () => void;
+  /** Shares the store across replicas (shared_state.redis_url): wraps the local one. */
+  readonly share?: (local: ReplayStore) => ReplayStore;
 }
 
 export function createDpopParts(config: DpopConfig, deps: DpopDeps): DpopParts {
@@ -40,7 +42,7 @@ export function createDpopParts(config: DpopConfig, deps: DpopDeps): DpopParts {
     ...(config.nonce === 'required'
       ? { nonces: createNonces({ secret: config.nonceSecret, lifetimeSeconds: config.nonceLifetimeSeconds, leewaySeconds: config.iatLeewaySeconds, clock }) }
       : {}),
-    replay: deps.replay ?? createLocalReplayStore(config.replayCacheEntries, clock, deps.evicted),
+    replay: deps.replay ?? (deps.share ?? ((local: ReplayStore) => local))(createLocalReplayStore(config.replayCacheEntries, clock, deps.evicted)),
   };
 }
 

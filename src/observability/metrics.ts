@@ -109,6 +109,30 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     /** What the running revocation checkers show the two gauges above (one per gateway; two while a reload overlaps). */
     revocationViews,
+    sharedCacheLookups: new Counter({
+      name: 'certbound_shared_cache_lookups_total',
+      help: 'Second-level (Redis) token cache lookups after a local miss, by result (hit, miss, invalid: a value that did not open for its token or was out of date).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    sharedStateErrors: new Counter({
+      name: 'certbound_shared_state_errors_total',
+      help: 'Failed or timed-out calls to the shared store (Redis), by operation: each is a miss, never a failed request.',
+      labelNames: ['op'] as const,
+      registers,
+    }),
+    revocations: new Counter({
+      name: 'certbound_revocations_total',
+      help: 'Revocations applied by this replica, by kind (token, client, certificate) and origin (api: POST /revocations here; peer: published by another replica; loaded: from the shared list at start or reconnect).',
+      labelNames: ['kind', 'origin'] as const,
+      registers,
+    }),
+    revocationLag: new Histogram({
+      name: 'certbound_revocation_propagation_seconds',
+      help: "Time from a revocation's acceptance on one replica to its application on this one (pub/sub lag).",
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
     dpopReplayEvictions: new Counter({
       name: 'certbound_dpop_replay_evictions_total',
       help: 'DPoP proofs forgotten before their iat window ended because dpop.replay_cache_entries was full: a replay of one of them would pass.',

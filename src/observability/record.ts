@@ -58,7 +58,7 @@ const AUTH_FAILURE_REASONS: ReadonlySet<Reason> = new Set<ErrorCode>([
   'insufficient_scope', 'certificate_missing', 'certificate_mismatch', 'certificate_untrusted', 'certificate_expired',
   'certificate_malformed', 'certificate_header_repeated', 'certificate_header_untrusted', 'transport_certificate_missing', 'as_unavailable',
   'certificate_revoked', 'insufficient_role', 'revocation_unavailable',
-  'invalid_dpop_proof', 'dpop_replay', 'use_dpop_nonce', 'dpop_required', 'dpop_downgrade', 'dpop_unbound_token', 'dpop_key_mismatch', 'dpop_ath_mismatch',
+  'token_revoked', 'invalid_dpop_proof', 'dpop_replay', 'use_dpop_nonce', 'dpop_required', 'dpop_downgrade', 'dpop_unbound_token', 'dpop_key_mismatch', 'dpop_ath_mismatch',
 ]);
 
 /** The per-request series of one route (or of NO_ROUTE), resolved when its gateway is compiled. */

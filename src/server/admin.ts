@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from '../observability/metrics.js';
+import { handleRevocation, type RevocationEndpoint } from './revocations-endpoint.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -12,10 +13,11 @@ export interface Health {
   readiness(): Readiness;
 }
 
-/** The admin listener, apart from traffic: /metrics, /healthz, /readyz. */
-export function createAdminServer(metrics: Metrics, health: Health): Server {
+/** The admin listener, apart from traffic: /metrics, /healthz, /readyz, and POST /revocations. */
+export function createAdminServer(metrics: Metrics, health: Health, revocations?: RevocationEndpoint): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/revocations' && revocations) return handleRevocation(req, res, revocations);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;

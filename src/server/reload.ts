@@ -22,14 +22,19 @@ export function keepRestartOnly(running: Config, next: Config): { config: Config
   if (running.admin.host !== next.admin.host) ignored.push('admin.host');
   if (running.admin.port !== next.admin.port) ignored.push('admin.port');
   if (running.logging.flushIntervalMs !== next.logging.flushIntervalMs) ignored.push('logging.flush_interval_ms');
+  // The shared store is the process's, connected at start.
+  if (JSON.stringify(running.sharedState ?? null) !== JSON.stringify(next.sharedState ?? null)) ignored.push('shared_state');
   if (ignored.length === 0) return { config: next, ignored };
   const { host, port, maxHeaderBytes } = running.listen;
+  const { sharedState: _next, ...rest } = next;
   return {
     config: Object.freeze({
-      ...next,
+      ...rest,
       listen: { ...next.listen, host, port, maxHeaderBytes },
-      admin: running.admin,
+      // The revocation secret may change on reload; the address may not.
+      admin: { ...next.admin, host: running.admin.host, port: running.admin.port },
       logging: { ...next.logging, flushIntervalMs: running.logging.flushIntervalMs },
+      ...(running.sharedState ? { sharedState: running.sharedState } : {}),
     }),
     ignored,
   };

@@ -15,6 +15,7 @@ import { applyTimeouts, createTrafficServer, listen } from './listeners.js';
 import { guardTraffic } from './guard.js';
 import { createGenerations, type Generations } from './generations.js';
 import { createReloader } from './reload.js';
+import { createSharedState } from './shared-state.js';
 
 export interface RuntimeOptions extends Omit<Observers, 'record'> {
   /** The access line writer (observability/logger.ts createLogging): same destination as `log`. */
@@ -104,8 +105,9 @@ function serveTraffic(config: Config, generations: Generations, observers: Obser
 export async function startRuntime(initial: Config, options: RuntimeOptions): Promise<Runtime> {
   const { metrics, log } = options;
   const observers: Observers = { metrics, log, record: createRecorder(options.access) };
+  const state = createSharedState(initial, { metrics, log, clock: options.clock ?? Date.now });
   const compile = (config: Config, previous?: Gateway): Gateway =>
-    compileGateway(config, { metrics, log, ...(options.clock ? { clock: options.clock } : {}), ...(previous ? { previous } : {}) });
+    compileGateway(config, { metrics, log, ...state.deps, ...(options.clock ? { clock: options.clock } : {}), ...(previous ? { previous } : {}) });
 
   const first = compile(initial);
   first.start();
@@ -123,15 +125,26 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     if (unready !== undefined) return { ready: false, reason: unready };
     return { ready: true };
   };
-  const admin = createAdminServer(metrics, { readiness });
+  const admin = createAdminServer(metrics, { readiness }, {
+    hub: state.hub,
+    log,
+    secret: () => generations.current().config.admin.revocationSecret,
+    // A revoked token is refused until no cache may still hold it: the longest cache TTL, plus the clock skew.
+    ttlMs: () => {
+      const as = generations.current().config.authorizationServer;
+      return ((as?.cache.maxTtlSeconds ?? 0) + (as?.clockSkewSeconds ?? 0)) * 1000 + 1000;
+    },
+  });
 
   try {
+    await state.start();
     await listen(admin, initial.admin.port, initial.admin.host);
     await listen(traffic, initial.listen.port, initial.listen.host);
   } catch (error) {
     admin.close();
     traffic.close();
     await generations.closeAll();
+    await state.close();
     throw error;
   }
   listening = true;
@@ -176,6 +189,7 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
       await closeAdmin(admin);
       await reloadsStopped;
       await generations.closeAll();
+      await state.close();
       log.info({ msg: 'stopped', drained });
     })();
     return stopping;

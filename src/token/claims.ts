@@ -107,6 +107,21 @@ class Claims implements TokenClaims {
   }
 }
 
+/** The members claimsOf reads, from claims it made: what a shared cache stores and parses back. */
+export function membersOf(claims: TokenClaims): Record<string, unknown> {
+  const cnf = { ...(claims.x5tS256 !== undefined ? { 'x5t#S256': claims.x5tS256 } : {}), ...(claims.jkt !== undefined ? { jkt: claims.jkt } : {}) };
+  return {
+    ...(claims.scopes.size > 0 ? { scope: [...claims.scopes].join(' ') } : {}),
+    ...(claims.clientId !== undefined ? { client_id: claims.clientId } : {}),
+    ...(claims.subject !== undefined ? { sub: claims.subject } : {}),
+    ...(claims.iss !== undefined ? { iss: claims.iss } : {}),
+    ...(claims.exp !== undefined ? { exp: claims.exp } : {}),
+    ...(claims.nbf !== undefined ? { nbf: claims.nbf } : {}),
+    ...(claims.iat !== undefined ? { iat: claims.iat } : {}),
+    ...(Object.keys(cnf).length > 0 ? { cnf } : {}),
+  };
+}
+
 /** Printable ASCII as is, anything else percent-encoded as UTF-8: a header value that cannot smuggle a line. */
 const headerValue = (claim: string): string => (/^[\x20-\x7e]*$/.test(claim) ? claim : encodeURIComponent(claim));
 

@@ -9,6 +9,9 @@ import { createIntrospection, type WarningLogger } from './introspection.js';
 import { createKeySet, type KeySet, type KeySetTuning } from './jwks.js';
 import { isJwtOf, verifyAccessToken } from './jwt.js';
 import type { TokenClaims, TokenValidator } from './types.js';
+import { GatewayError } from '../errors.js';
+import type { RevocationList } from '../shared/revocations.js';
+import type { SharedTokenCache } from '../shared/token-cache.js';
 
 export interface TokenValidatorDeps {
   readonly metrics?: Metrics;
@@ -18,7 +21,13 @@ export interface TokenValidatorDeps {
   readonly logger?: WarningLogger;
   /** Tests: JWKS timing in ms, overriding the configured seconds. */
   readonly jwks?: Partial<KeySetTuning>;
+  /** Tokens revoked through POST /revocations: refused without asking the server. */
+  readonly revocations?: RevocationList;
+  /** The second-level cache shared with the other replicas (shared_state.redis_url). */
+  readonly shared?: SharedTokenCache;
 }
+
+const revokedToken = (): GatewayError => new GatewayError('token_revoked', 'the access token has been revoked');
 
 /** The validator with its cache exposed, for tests that inspect what is stored. */
 export interface InspectableTokenValidator extends TokenValidator {
@@ -89,27 +98,44 @@ export function createTokenValidator(config: AuthorizationServerConfig, deps: To
   const cache = createTokenCache(config.cache, { clock, ...(metrics ? { metrics } : {}) });
   const shared = singleFlight<Outcome>();
 
+  const { revocations, shared: sharedCache } = deps;
+  /** The claims, unless revoked since (checked only while the revocation list holds anything). */
+  const unlessRevoked = (key: string, claims: TokenClaims): TokenClaims => {
+    if (revocations !== undefined && revocations.revoked(key, claims)) throw revokedToken();
+    return claims;
+  };
+
   return {
     cache,
     async validate(token: string): Promise<TokenClaims> {
       const key = keyOf(token);
+      if (revocations !== undefined && revocations.revoked(key, undefined)) throw revokedToken();
       const cached = cache.get(key);
       if (cached) {
         metrics?.cacheHits.inc();
         // The entry's TTL already ends at exp; re-checking keeps that true whatever the cache does.
-        return claimsAt(cached, clock(), config.clockSkewSeconds);
+        return unlessRevoked(key, claimsAt(cached, clock(), config.clockSkewSeconds));
       }
       metrics?.cacheMisses.inc();
       const outcome = await shared(key, async () => {
+        const known = await sharedCache?.read(token);
+        if (known !== undefined) {
+          cache.set(key, known);
+          return known;
+        }
         const fresh = await resolve(token);
         cache.set(key, fresh);
+        if (fresh.active) sharedCache?.write(token, fresh.claims);
         return fresh;
       });
-      return claimsAt(outcome, clock(), config.clockSkewSeconds);
+      return unlessRevoked(key, claimsAt(outcome, clock(), config.clockSkewSeconds));
     },
     cached(token: string): TokenClaims | undefined {
-      const outcome = cache.get(keyOf(token));
+      const key = keyOf(token);
+      const outcome = cache.get(key);
       if (outcome === undefined || !outcome.active || !withinTimes(outcome.claims, clock(), config.clockSkewSeconds)) return undefined;
+      // A revoked token goes to validate, which refuses it.
+      if (revocations !== undefined && revocations.revoked(key, outcome.claims)) return undefined;
       metrics?.cacheHits.inc();
       return outcome.claims;
     },

@@ -26,6 +26,7 @@ export interface TokenClaims {
   readonly forwarded: IdentityValues;
   /** Seconds since the epoch. */
   readonly exp?: number;
+  readonly iat?: number;
   readonly nbf?: number;
   readonly iss?: string;
 }
