@@ -23,6 +23,7 @@ import { takesDpop } from './config/resolve-dpop.js';
 import type { RevocationList } from './shared/revocations.js';
 import type { SharedStore } from './shared/types.js';
 import type { Sealer } from './shared/seal.js';
+import type { FillBus } from './shared/fills.js';
 import { createSharedTokenCache } from './shared/token-cache.js';
 import { createSharedReplayStore } from './shared/replay-store.js';
 import type { ReplayStore } from './dpop/replay.js';
@@ -98,7 +99,7 @@ export interface GatewayDeps {
   /** The process's revocation list (POST /revocations), kept across reloads. */
   readonly revocations?: RevocationList;
   /** The process's shared store (shared_state.redis_url) and its sealer. */
-  readonly shared?: { readonly store: SharedStore; readonly sealer: Sealer };
+  readonly shared?: { readonly store: SharedStore; readonly sealer: Sealer; readonly fills: FillBus };
 }
 
 /**
@@ -188,6 +189,7 @@ export function compileGateway(config: Config, deps: GatewayDeps = {}): Gateway 
                 ...deps.shared,
                 maxTtlSeconds: config.authorizationServer.cache.maxTtlSeconds,
                 clockSkewSeconds: config.authorizationServer.clockSkewSeconds,
+                introspectionTimeoutMs: config.authorizationServer.timeoutMs,
                 clock: deps.clock ?? Date.now,
                 metrics,
               }),

@@ -115,6 +115,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['result'] as const,
       registers,
     }),
+    sharedLockWaits: new Counter({
+      name: 'certbound_shared_lock_waits_total',
+      help: "Waits for another replica's introspection of the same token, by result (notified: its answer arrived; timeout: this replica asked the server itself).",
+      labelNames: ['result'] as const,
+      registers,
+    }),
     sharedStateErrors: new Counter({
       name: 'certbound_shared_state_errors_total',
       help: 'Failed or timed-out calls to the shared store (Redis), by operation: each is a miss, never a failed request.',

@@ -6,6 +6,7 @@ import { createRevocationHub, type RevocationHub } from '../shared/revocation-hu
 import type { RevocationList } from '../shared/revocations.js';
 import { createSealer, type Sealer } from '../shared/seal.js';
 import type { SharedStore } from '../shared/types.js';
+import { createFillBus, type FillBus } from '../shared/fills.js';
 
 /**
  * The process's shared state (issue 14), made once at start and kept across reloads: the Redis
@@ -15,7 +16,7 @@ import type { SharedStore } from '../shared/types.js';
 export interface SharedState {
   readonly hub: RevocationHub;
   /** What every gateway this process compiles is given. */
-  readonly deps: { readonly revocations: RevocationList; readonly shared?: { readonly store: SharedStore; readonly sealer: Sealer } };
+  readonly deps: { readonly revocations: RevocationList; readonly shared?: { readonly store: SharedStore; readonly sealer: Sealer; readonly fills: FillBus } };
   /**
    * Waits a bounded time for the first connection, then loads the shared revocation list, so a
    * replica that starts while Redis is reachable refuses what was revoked before it started.
@@ -30,19 +31,17 @@ const CONNECT_WAIT_MS = 2000;
 export function createSharedState(config: Config, deps: { readonly metrics: Metrics; readonly log: Logger; readonly clock: () => number }): SharedState {
   const { metrics, log, clock } = deps;
   const settings = config.sharedState;
-  const shared = settings
-    ? {
-        store: createRedisStore({
+  const store = settings
+    ? createRedisStore({
           url: settings.url,
           keyPrefix: settings.keyPrefix,
           timeoutMs: settings.timeoutMs,
           ...(settings.ca ? { ca: settings.ca.contents } : {}),
           log,
           errors: (op: string) => metrics.sharedStateErrors.inc({ op }),
-        }),
-        sealer: createSealer(settings.secret),
-      }
+        })
     : undefined;
+  const shared = settings && store ? { store, sealer: createSealer(settings.secret), fills: createFillBus(store) } : undefined;
   const hub = createRevocationHub({ clock, metrics, log, ...(shared ? { shared } : {}) });
   return {
     hub,

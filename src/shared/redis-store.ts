@@ -1,40 +1,53 @@
-// The SharedStore over Redis (node-redis): every call bounded by timeout_ms, nothing queued while
-// disconnected, every failure resolved as a miss, one log line per outage.
+// The SharedStore over Redis (node-redis 5): every call bounded by timeout_ms, nothing queued while
+// disconnected, every failure resolved as a miss, one log line when an outage starts and one when
+// it ends.
 import { createClient, RESP_TYPES } from 'redis';
 import type { SharedStore } from './types.js';
 
 export interface RedisStoreOptions {
-  /** redis:// or rediss:// (TLS), credentials and database number included. */
+  /** redis:// or rediss:// (TLS), with credentials and a database number when needed. */
   readonly url: string;
   /** Put before every key and channel. */
   readonly keyPrefix: string;
-  /** Bounds every call; a connection that leaves a call unanswered this long is dropped and made again. */
+  /** Bounds every call; a connection that leaves a call (or a PING) unanswered this long is dropped and made again. */
   readonly timeoutMs: number;
   /** The CAs a rediss:// server's certificate is verified against; default Node's. */
   readonly ca?: Buffer;
-  /** How often an idle connection is checked with PING; default 5 s. */
+  /** How often each connection is checked with PING, so that a silent one is noticed while idle; default 5 s. */
   readonly pingMs?: number;
   readonly log?: { warn(obj: object): void; info(obj: object): void };
-  /** Called once per failed call (certbound_shared_state_errors_total{op}). */
+  /** Called once per failed call (certbound_shared_state_errors_total{op}); `subscribe` once per failed (re)subscription. */
   readonly errors?: (op: StoreOp) => void;
 }
 
 export type StoreOp = 'get' | 'set' | 'set_nx' | 'zadd' | 'zrange' | 'publish' | 'subscribe';
 
-/** Reconnecting: the first retry after this, doubling up to MAX_BACKOFF_MS, with jitter. */
+/** Reconnecting: the first attempt after about this, doubling up to MAX_BACKOFF_MS, each jittered down to half. */
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;
 const TIMED_OUT = Symbol('timed out');
+const BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer };
 
 type Client = ReturnType<typeof clientFor>;
 
-/** One connection, made again (after a backoff) whenever it fails: node-redis's own reconnection is off. */
+/**
+ * One connection, made again after a backoff whenever it fails. node-redis's own reconnection is
+ * off: its retry sleeps cannot be cancelled, and it cannot be told to drop a connection that stopped
+ * answering; a new client per connection can.
+ */
 interface Link {
   /** The client when it is ready, else undefined. */
   ready(): Client | undefined;
-  /** Drops `client` (when it is still the current one) and schedules the next connection. */
+  /** Drops `client` when it is still the current one, and schedules the next connection. */
   drop(client: Client, err: unknown): void;
   close(): void;
+}
+
+interface Subscriber {
+  readonly onMessage: (message: string) => void;
+  readonly onReconnect?: () => void;
+  /** The client this subscription was last made on. */
+  on?: Client;
 }
 
 function clientFor(url: string, ca: Buffer | undefined) {
@@ -52,18 +65,22 @@ function clientFor(url: string, ca: Buffer | undefined) {
  * malformed `url` throws here (a configuration error), without the URL in the message.
  */
 export function createRedisStore(options: RedisStoreOptions): SharedStore {
-  const { keyPrefix, timeoutMs, log, errors } = options;
-  if (!/^rediss?:\/\//.test(options.url) || !URL.canParse(options.url)) throw new TypeError('the shared state url must be redis:// or rediss://');
-  const { username, password } = new URL(options.url);
+  const { url, keyPrefix, timeoutMs, log, errors } = options;
+  if (!/^rediss?:\/\//.test(url) || !URL.canParse(url)) throw new TypeError('the shared state url must be redis:// or rediss://');
+  const { username, password } = new URL(url);
   const secrets = [username, password, decodeURIComponent(username), decodeURIComponent(password)].filter((s) => s !== '');
+  // Connecting includes a TLS handshake and the client's first commands: more than one round trip.
   const connectMs = Math.max(timeoutMs, 1000);
   const pingMs = options.pingMs ?? 5000;
   let down = false;
   let closed = false;
 
-  /** An error's message without the URL's credentials. */
+  /** An error's message for the log: no credentials, nothing quoted from a reply. */
   const messageOf = (err: unknown): string =>
-    secrets.reduce((m, s) => m.split(s).join('***'), err instanceof Error ? err.message : String(err)).replace(/\/\/[^/@\s]*@/g, '//***@');
+    secrets
+      .reduce((m, s) => m.split(s).join('***'), err instanceof Error ? err.message : String(err))
+      .replace(/\/\/[^/@\s]*@/g, '//***@')
+      .replace(/"[^"]*"/g, '"…"');
 
   /** Closes at once (pending commands reject); node-redis throws when its socket already closed itself. */
   const end = (client: Client): void => {
@@ -85,7 +102,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
     }
   }
 
-  /** Runs one command on `link`: its result, or `failure` (counted) when not connected, on an error or a timeout. */
+  /** One command on `link`'s client: its result, or `failure` (counted) when not connected, on an error or a timeout. */
   async function call<T, F>(link: Link, op: StoreOp, failure: F, run: (client: Client) => Promise<T>): Promise<T | F> {
     const client = link.ready();
     try {
@@ -94,7 +111,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       if (result !== TIMED_OUT) return result;
       link.drop(client, new Error(`no answer within ${timeoutMs} ms`));
     } catch {
-      // The cause is the outage's, logged once by the link.
+      // Why is the outage's business, logged once by the link; a reply error is the call's alone.
     }
     errors?.(op);
     return failure;
@@ -103,15 +120,14 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
   function connect(onReady: (link: Link) => void, onDown: (err: unknown) => void): Link {
     let current: Client | undefined;
     let attempt = 0;
-    let closed = false;
     let timer: NodeJS.Timeout | undefined;
     let ping: NodeJS.Timeout | undefined;
     const open = (): void => {
-      const client = clientFor(options.url, options.ca);
+      const client = clientFor(url, options.ca);
       current = client;
-      // Connecting and the handshake are bounded too: a server that accepts and never answers is retried.
+      // Connecting is bounded too: a server that accepts and never answers is tried again.
       timer = setTimeout(() => link.drop(client, new Error(`no answer within ${connectMs} ms of connecting`)), connectMs);
-      // Every error ends this client, later ones included (they find it dropped): node-redis emits them.
+      // Any error ends this client; node-redis emits more for a client dropped already (ignored).
       client.on('error', (err: unknown) => link.drop(client, err));
       client.on('ready', () => {
         clearTimeout(timer);
@@ -130,16 +146,14 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       ready: () => (current?.isReady ? current : undefined),
       drop(client, err) {
         if (client !== current) return;
-        current = undefined;
         clearTimeout(timer);
         clearInterval(ping);
         end(client);
         onDown(err);
         const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** attempt++);
-        if (!closed) timer = setTimeout(open, base / 2 + (Math.random() * base) / 2);
+        timer = setTimeout(open, base / 2 + (Math.random() * base) / 2);
       },
       close() {
-        closed = true;
         clearTimeout(timer);
         clearInterval(ping);
         if (current) end(current);
@@ -161,9 +175,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
     },
   );
 
-  /** Subscribers of each (prefixed) channel, with the client each one's subscription was last made on. */
-  const channels = new Map<string, { onMessage: (message: string) => void; onReconnect?: () => void; on?: Client }[]>();
-  let subscriber: Link | undefined;
+  /** A subscriber's callback throwing must not reach node-redis's reply parser. */
   const guarded = (fn: () => void): void => {
     try {
       fn();
@@ -171,17 +183,15 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       log?.warn({ msg: 'shared state subscriber failed', err: messageOf(err) });
     }
   };
-  const dispatchers = new Map<string, (message: string) => void>();
-  const dispatcher = (name: string): ((message: string) => void) => {
-    let fn = dispatchers.get(name);
-    if (!fn) dispatchers.set(name, (fn = (message) => channels.get(name)?.forEach((s) => guarded(() => s.onMessage(message)))));
-    return fn;
-  };
-  /** Subscribes on `client` (a new connection each time): then onReconnect for whom it is not the first. */
-  async function listen(link: Link, name: string): Promise<void> {
-    const on = await call(link, 'subscribe', undefined, (client) => client.subscribe(name, dispatcher(name)).then(() => client));
-    for (const s of channels.get(name) ?? []) {
-      if (!on || s.on === on) continue;
+  /** Per prefixed channel: its subscribers, and the one listener node-redis calls for them. */
+  const channels = new Map<string, { readonly subscribers: Subscriber[]; readonly listener: (message: string) => void }>();
+  let subscription: Link | undefined;
+  /** Subscribes `name` on the link's current client: onReconnect for those subscribed before on another one. */
+  async function listen(link: Link, name: string, subscribers: Subscriber[], listener: (message: string) => void): Promise<void> {
+    const on = await call(link, 'subscribe', undefined, (client) => client.subscribe(name, listener).then(() => client));
+    if (!on) return;
+    for (const s of subscribers) {
+      if (s.on === on) continue;
       const again = s.on !== undefined;
       s.on = on;
       if (again && s.onReconnect) guarded(s.onReconnect);
@@ -191,28 +201,35 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
   const key = (k: string): string => keyPrefix + k;
   const px = (ttlMs: number) => ({ expiration: { type: 'PX' as const, value: Math.max(1, Math.ceil(ttlMs)) } });
   return {
-    get: (k) =>
-      call(main, 'get', undefined, async (c) => (await c.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }).get(key(k))) ?? undefined),
+    get: (k) => call(main, 'get', undefined, async (c) => (await c.withTypeMapping(BUFFERS).get(key(k))) ?? undefined),
     set: (k, value, ttlMs) => call(main, 'set', false, async (c) => (await c.set(key(k), value, px(ttlMs))) === 'OK'),
     setIfAbsent: (k, value, ttlMs) =>
       call(main, 'set_nx', undefined, async (c) => (await c.set(key(k), value, { ...px(ttlMs), condition: 'NX' })) === 'OK'),
-    addScored: (k, member, score) => call(main, 'zadd', false, async (c) => typeof (await c.zAdd(key(k), { score, value: member })) === 'number'),
+    addScored: (k, member, score) => call(main, 'zadd', false, (c) => c.zAdd(key(k), { score, value: member }).then(() => true)),
     scoredAbove: (k, minScore) => call(main, 'zrange', undefined, (c) => c.zRange(key(k), `(${minScore}`, '+inf', { BY: 'SCORE' })),
-    publish: (channel, message) => call(main, 'publish', false, async (c) => typeof (await c.publish(key(channel), message)) === 'number'),
+    publish: (channel, message) => call(main, 'publish', false, (c) => c.publish(key(channel), message).then(() => true)),
     subscribe(channel, onMessage, onReconnect) {
       if (closed) return;
       const name = key(channel);
-      const list = channels.get(name) ?? [];
-      channels.set(name, list);
-      list.push({ onMessage, ...(onReconnect ? { onReconnect } : {}) });
-      subscriber ??= connect((link) => channels.forEach((_, n) => void listen(link, n)), () => undefined);
-      if (subscriber.ready()) void listen(subscriber, name);
+      let entry = channels.get(name);
+      if (!entry) {
+        const subscribers: Subscriber[] = [];
+        entry = { subscribers, listener: (message) => subscribers.forEach((s) => guarded(() => s.onMessage(message))) };
+        channels.set(name, entry);
+      }
+      entry.subscribers.push({ onMessage, ...(onReconnect ? { onReconnect } : {}) });
+      // Its own connection, opened by the first subscription: a subscribed connection takes no other commands.
+      subscription ??= connect(
+        (link) => channels.forEach((e, n) => void listen(link, n, e.subscribers, e.listener)),
+        () => undefined,
+      );
+      if (subscription.ready()) void listen(subscription, name, entry.subscribers, entry.listener);
     },
     connected: () => main.ready() !== undefined,
     async close() {
       closed = true;
       main.close();
-      subscriber?.close();
+      subscription?.close();
     },
   };
 }

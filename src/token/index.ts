@@ -118,14 +118,15 @@ export function createTokenValidator(config: AuthorizationServerConfig, deps: To
       }
       metrics?.cacheMisses.inc();
       const outcome = await shared(key, async () => {
-        const known = await sharedCache?.read(token);
-        if (known !== undefined) {
+        // Another replica may know it, or be asking the server about it right now.
+        const known = sharedCache && ((await sharedCache.read(token)) ?? (await sharedCache.fromHolder(token)));
+        if (known) {
           cache.set(key, known);
           return known;
         }
         const fresh = await resolve(token);
         cache.set(key, fresh);
-        if (fresh.active) sharedCache?.write(token, fresh.claims);
+        sharedCache?.write(token, fresh);
         return fresh;
       });
       return unlessRevoked(key, claimsAt(outcome, clock(), config.clockSkewSeconds));

@@ -37,6 +37,8 @@ export interface IntrospectionCall {
 /** A small RFC 7662 endpoint answering from a table: token → response body. */
 export async function startIntrospection(table: Map<string, Record<string, unknown>>) {
   const calls: IntrospectionCall[] = [];
+  /** `delayMs`: how long each answer waits (a slow server); settable while it runs. */
+  const control = { delayMs: 0 };
   const listening = await serve((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -44,10 +46,12 @@ export async function startIntrospection(table: Map<string, Record<string, unkno
       const form = new URLSearchParams(body);
       calls.push({ authorization: req.headers.authorization, form });
       const answer = table.get(form.get('token') ?? '') ?? { active: false };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+      const send = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+      if (control.delayMs > 0) setTimeout(send, control.delayMs);
+      else send();
     });
   });
-  return { ...listening, calls, endpoint: `${listening.url}/introspect` };
+  return Object.assign(control, { ...listening, calls, endpoint: `${listening.url}/introspect` });
 }
 
 /** What `…/big` answers: large enough to fill the socket buffers of a client that does not read. */

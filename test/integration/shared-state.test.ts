@@ -85,6 +85,29 @@ t.test('300 distinct tokens spread over 3 replicas: 300 introspection calls, not
   t.match(await one.metrics.registry.metrics(), /certbound_shared_cache_lookups_total\{result="hit"\} [1-9]/);
 });
 
+t.test('1,000 concurrent first uses of one new token over the 3 replicas: 1 introspection call', async (t) => {
+  tokens.set('crowd', bound(tppA.thumbprint, 'tpp-a'));
+  as.delayMs = 300;
+  const statuses = await Promise.all([...Array(1000).keys()].map((i) => api(replicas[i % 3] as TestGateway, 'crowd').then((r) => r.status)));
+  as.delayMs = 0;
+  t.same([...new Set(statuses)], [200]);
+  t.equal(introspected('crowd'), 1);
+  const waits = await Promise.all(replicas.map(async (r) => (await r.metrics.registry.metrics()).match(/certbound_shared_lock_waits_total\{result="notified"\} (\d+)/)?.[1]));
+  t.equal(waits.filter((w) => w !== undefined).length, 2, 'the two replicas without the lock waited for it, and were notified');
+});
+
+t.test('a lock holder that never answers: the others ask the server themselves within 1 s plus the AS timeout', async (t) => {
+  tokens.set('orphan', bound(tppA.thumbprint, 'tpp-a'));
+  // A holder that died: its lock is in Redis, no answer will ever be announced.
+  await redis.cli('SET', `certbound:lock:token:${createSealer(Buffer.from(SECRET)).keyOf('orphan')}`, '1', 'PX', '60000');
+  const started = Date.now();
+  t.equal((await api(two, 'orphan')).status, 200);
+  const waited = Date.now() - started;
+  t.ok(waited >= 900 && waited < 1000 + 2000 + 1000, `answered after ${waited} ms`);
+  t.equal(introspected('orphan'), 1);
+  t.match(await two.metrics.registry.metrics(), /certbound_shared_lock_waits_total\{result="timeout"\} [1-9]/);
+});
+
 t.test('Redis holds no claim in clear; a value rewritten there is refused and the token introspected', async (t) => {
   t.equal((await api(one, 'rewritten')).status, 200);
   await until('written', async () => (await sharedKeys()) >= 301, 5000);
