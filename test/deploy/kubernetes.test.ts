@@ -1,12 +1,15 @@
 // Renders every Kustomize overlay with `kubectl kustomize` and checks what
 // matters for running certbound safely: hardening, probes, drain timing,
-// secret handling, networking and the monitoring objects.
+// secret handling, networking and the monitoring objects. Opt-in components
+// (components/shared-state) are rendered on top of each overlay.
 import t from 'tap';
 import { run as runIn, type RunResult } from './fixtures/run.js';
-import { readFile, readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, posix, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse, parseAllDocuments } from 'yaml';
+import { Ajv } from 'ajv';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OVERLAYS = ['mtls', 'ingress-nginx'] as const;
@@ -63,30 +66,66 @@ interface Rendered {
   objects: Obj[];
 }
 
-const renderCache = new Map<Overlay, Promise<Rendered>>();
+const renderCache = new Map<string, Promise<Rendered>>();
+
+/** `kubectl kustomize dir` (relative to the repository root, or absolute), parsed. */
+async function kustomize(dir: string, what: string): Promise<Rendered> {
+  const res = await run('kubectl', ['kustomize', dir]);
+  if (res.code !== 0) {
+    throw new Error(`kubectl kustomize ${what} failed (${res.spawnError ?? `exit ${String(res.code)}`}): ${res.stderr}`);
+  }
+  const docs = parseAllDocuments(res.stdout);
+  if (!Array.isArray(docs)) throw new Error('kubectl kustomize output is empty');
+  const objects: Obj[] = [];
+  for (const doc of docs) {
+    if (doc.errors.length > 0) throw new Error(`YAML error: ${doc.errors.map((e) => e.message).join('; ')}`);
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) continue;
+    objects.push(obj(value, 'rendered document'));
+  }
+  return { text: res.stdout, objects };
+}
 
 function render(overlay: Overlay): Promise<Rendered> {
   let p = renderCache.get(overlay);
   if (p === undefined) {
-    p = (async (): Promise<Rendered> => {
-      const res = await run('kubectl', ['kustomize', `deploy/kubernetes/overlays/${overlay}`]);
-      if (res.code !== 0) {
-        throw new Error(
-          `kubectl kustomize ${overlay} failed (${res.spawnError ?? `exit ${String(res.code)}`}): ${res.stderr}`,
-        );
-      }
-      const docs = parseAllDocuments(res.stdout);
-      if (!Array.isArray(docs)) throw new Error('kubectl kustomize output is empty');
-      const objects: Obj[] = [];
-      for (const doc of docs) {
-        if (doc.errors.length > 0) throw new Error(`YAML error: ${doc.errors.map((e) => e.message).join('; ')}`);
-        const value: unknown = doc.toJS();
-        if (value === null || value === undefined) continue;
-        objects.push(obj(value, 'rendered document'));
-      }
-      return { text: res.stdout, objects };
-    })();
+    p = kustomize(`deploy/kubernetes/overlays/${overlay}`, overlay);
     renderCache.set(overlay, p);
+  }
+  return p;
+}
+
+/**
+ * An overlay with an opt-in component added, as a user's overlay would include it: a throwaway
+ * kustomization (same namespace) whose resource is the overlay and whose component is this one.
+ */
+function renderWith(overlay: Overlay, component: string): Promise<Rendered> {
+  const id = `${overlay}+${component}`;
+  let p = renderCache.get(id);
+  if (p === undefined) {
+    p = (async (): Promise<Rendered> => {
+      const overlayDir = join(ROOT, 'deploy/kubernetes/overlays', overlay);
+      const namespace = str(obj(parse(await readFile(join(overlayDir, 'kustomization.yaml'), 'utf8')), 'overlay kustomization')['namespace'], 'namespace');
+      const dir = await mkdtemp(join(tmpdir(), 'certbound-kustomize-'));
+      try {
+        // Kustomize refuses absolute paths to other kustomizations; relative ones may leave the root.
+        const rel = (to: string): string => relative(dir, to).split(sep).join(posix.sep);
+        await writeFile(
+          join(dir, 'kustomization.yaml'),
+          stringify({
+            apiVersion: 'kustomize.config.k8s.io/v1beta1',
+            kind: 'Kustomization',
+            namespace,
+            resources: [rel(overlayDir)],
+            components: [rel(join(ROOT, 'deploy/kubernetes/components', component))],
+          }),
+        );
+        return await kustomize(dir, id);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    })();
+    renderCache.set(id, p);
   }
   return p;
 }
@@ -515,3 +554,114 @@ t.test('both overlays serve the same routes and authorization server', async (t)
     'same certbound securityContext',
   );
 });
+
+// ---------------------------------------------------------------------------
+// components/shared-state (opt-in): Redis-backed shared state and POST /revocations
+// ---------------------------------------------------------------------------
+const SHARED_STATE_DIR = join(ROOT, 'deploy/kubernetes/components/shared-state');
+const SHARED_STATE_SECRET = 'certbound-shared-state';
+
+/** Deep merge of mappings (b wins), as a user merges the snippet into their gateway.yaml. */
+function merge(a: Obj, b: Obj): Obj {
+  const out: Obj = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = isObj(prev) && isObj(v) ? merge(prev, v) : v;
+  }
+  return out;
+}
+
+for (const overlay of OVERLAYS) {
+  t.test(`overlay ${overlay} + components/shared-state`, async (t) => {
+    const [{ text, objects }, plain] = await Promise.all([renderWith(overlay, 'shared-state'), render(overlay)]);
+    const view = podView(objects);
+    const gw = gatewayConfig(objects, view);
+    const snippet = obj(parse(await readFile(join(SHARED_STATE_DIR, 'gateway-snippet.yaml'), 'utf8')), 'gateway-snippet.yaml');
+    const merged = merge(gw, snippet);
+    const ns = nameOf(one(objects, 'Namespace'));
+
+    t.test('renders no Secret and keeps every object in the namespace', async (t) => {
+      t.notOk(objects.some((o) => kindOf(o) === 'Secret'), `renders no Secret (${SHARED_STATE_SECRET} is created out of band)`);
+      t.notMatch(text, /PRIVATE KEY/, 'no private key material');
+      for (const o of objects.filter((x) => kindOf(x) !== 'Namespace')) {
+        t.equal(at(o, 'metadata.namespace'), ns, `${kindOf(o)}/${nameOf(o)} is in namespace ${ns}`);
+      }
+      const before = new Set(plain.objects.map((o) => `${kindOf(o)}/${nameOf(o)}`));
+      const added = objects.map((o) => `${kindOf(o)}/${nameOf(o)}`).filter((k) => !before.has(k));
+      t.strictSame(added, ['Service/certbound-admin'], 'adds only the certbound-admin Service');
+    });
+
+    t.test('the snippet, merged into the overlay gateway.yaml, passes the published schema', async (t) => {
+      t.equal(gw['shared_state'], undefined, 'the shipped overlay has no shared_state of its own');
+      t.equal(at(gw, 'admin.revocation_secret_file'), undefined, 'nor a revocation secret');
+      const schema = JSON.parse(await readFile(join(ROOT, 'schema/gateway.schema.json'), 'utf8')) as Obj;
+      const editor = new Ajv({ allErrors: true, strict: false }).compile(schema);
+      t.ok(editor(merged), `merged gateway.yaml: ${JSON.stringify(editor.errors)}`);
+      t.equal(at(merged, 'admin.port'), ADMIN_PORT, 'the admin block keeps its port (the snippet is merged into it)');
+      t.ok(str(at(merged, 'shared_state.redis_url'), 'redis_url').length > 0, 'sets shared_state.redis_url');
+    });
+
+    t.test('secret files come from the Secret, mounted read-only as a directory', async (t) => {
+      const mounts = objs(view.certbound['volumeMounts'], 'volumeMounts');
+      t.notOk(mounts.some((m) => m['subPath'] !== undefined), 'no subPath mounts (Secret updates must reach the container)');
+      for (const m of mounts.filter((x) => x['mountPath'] !== '/tmp')) {
+        t.equal(m['readOnly'], true, `${String(m['mountPath'])} is mounted read-only`);
+      }
+      const files: [string, string][] = [
+        ['shared_state.secret_file', 'shared-secret'],
+        ['admin.revocation_secret_file', 'admin-secret'],
+      ];
+      for (const [key, secretKey] of files) {
+        const file = str(at(merged, key), key);
+        const mount = mounts.find((m) => dirname(file) === str(m['mountPath'], 'mountPath'));
+        t.ok(mount, `${key} ${file} is directly under a volumeMount`);
+        const vol = view.volumes.find((v) => v['name'] === mount?.['name']);
+        t.equal(at(vol, 'secret.secretName'), SHARED_STATE_SECRET, `${key} comes from the Secret ${SHARED_STATE_SECRET}`);
+        t.equal(at(vol, 'secret.optional'), undefined, 'a missing Secret keeps the pod from starting');
+        const items = objs(at(vol, 'secret.items') ?? [], 'items');
+        const item = items.find((i) => i['path'] === file.slice(dirname(file).length + 1));
+        t.equal(item?.['key'], secretKey, `${key} is its key ${secretKey}`);
+        t.notOk(items.some((i) => i['key'] === 'redis-url'), 'redis-url is not mounted as a file');
+      }
+    });
+
+    t.test('redis_url arrives from the Secret through the environment', async (t) => {
+      const ref = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(str(at(merged, 'shared_state.redis_url'), 'redis_url'));
+      t.ok(ref, 'shared_state.redis_url is a ${VAR}');
+      const env = objs(view.certbound['env'], 'certbound env').find((e) => e['name'] === ref?.[1]);
+      t.equal(env?.['value'], undefined, 'not a literal value');
+      t.equal(at(env, 'valueFrom.secretKeyRef.name'), SHARED_STATE_SECRET, `from the Secret ${SHARED_STATE_SECRET}`);
+      t.equal(at(env, 'valueFrom.secretKeyRef.key'), 'redis-url', 'key redis-url');
+    });
+
+    t.test('NetworkPolicy: egress to Redis, admin port for the revocation callers', async (t) => {
+      const np = one(objects, 'NetworkPolicy');
+      const original = one(plain.objects, 'NetworkPolicy');
+      const egress = objs(at(np, 'spec.egress'), 'egress');
+      t.strictSame(egress.slice(0, -1), at(original, 'spec.egress'), "keeps the overlay's egress rules");
+      const redis = egress.at(-1);
+      t.strictSame(objs(redis?.['ports'], 'ports').map((p) => `${String(p['protocol'])}/${String(p['port'])}`), ['TCP/6379'], 'adds egress to Redis on 6379');
+      t.ok(objs(redis?.['to'], 'to').length > 0, 'to a named destination, not everywhere');
+      const ingress = objs(at(np, 'spec.ingress'), 'ingress');
+      t.strictSame(ingress.slice(0, -1), at(original, 'spec.ingress'), "keeps the overlay's ingress rules");
+      const callers = ingress.at(-1);
+      t.strictSame(objs(callers?.['ports'], 'ports').map((p) => p['port']), [ADMIN_PORT], 'the added ingress rule opens only the admin port');
+      const from = objs(callers?.['from'], 'from');
+      t.equal(from.length, 1, 'from a single source');
+      t.type(obj(at(from[0], 'namespaceSelector.matchLabels'), 'namespaceSelector')['kubernetes.io/metadata.name'], 'string', 'a named namespace');
+    });
+
+    t.test('certbound-admin Service', async (t) => {
+      const svc = one(objects, 'Service', 'certbound-admin');
+      t.ok(selectorMatches(obj(at(svc, 'spec.selector'), 'selector'), view.podLabels), 'selects the pods');
+      t.strictSame(
+        objs(at(svc, 'spec.ports'), 'ports').map((p) => [p['name'], p['port'], p['targetPort']]),
+        [['admin', ADMIN_PORT, 'admin']],
+        'exposes only the admin port, not named "metrics" (no second scrape)',
+      );
+      t.equal(at(svc, 'spec.type'), 'ClusterIP', 'inside the cluster only');
+      const sm = one(objects, 'ServiceMonitor');
+      t.notOk(selectorMatches(obj(at(sm, 'spec.selector.matchLabels'), 'sm selector'), obj(at(svc, 'metadata.labels'), 'labels')), 'not selected by the ServiceMonitor');
+    });
+  });
+}

@@ -42,6 +42,7 @@ const AUTH_REASONS = [
   'certificate_revoked',
   'insufficient_role',
   'revocation_unavailable',
+  'token_revoked',
 ] as const;
 const INTROSPECTION_RESULTS = ['active', 'inactive', 'error', 'timeout', 'overloaded'] as const;
 
@@ -76,6 +77,11 @@ const CATALOG: Record<string, MetricSpec> = {
   certbound_crl_loads_total: { type: 'counter', labels: { result: ['success', 'error'] } },
   certbound_dpop_replay_evictions_total: { type: 'counter', labels: {} },
   certbound_crl_next_update_seconds: { type: 'gauge', labels: { source: null } },
+  certbound_shared_cache_lookups_total: { type: 'counter', labels: { result: ['hit', 'miss', 'invalid'] } },
+  certbound_shared_lock_waits_total: { type: 'counter', labels: { result: ['notified', 'timeout'] } },
+  certbound_shared_state_errors_total: { type: 'counter', labels: { op: ['get', 'set', 'set_nx', 'zadd', 'zrange', 'publish', 'subscribe'] } },
+  certbound_revocations_total: { type: 'counter', labels: { kind: ['token', 'client', 'certificate'], origin: ['api', 'peer', 'loaded'] } },
+  certbound_revocation_propagation_seconds: { type: 'histogram', labels: {} },
 };
 
 /** Labels added by Prometheus / the Prometheus Operator / our ServiceMonitor. */
