@@ -5,7 +5,7 @@
 #   nginx-light haproxy apache2 caddy   test/lb: the load balancers' certificate headers
 #   prometheus                          promtool: test/ops metrics, test/deploy alert rules
 #   kubernetes-client                   kubectl kustomize: test/deploy (only when kubectl is absent)
-#   openssl redis-server                the coming OCSP-responder and redis tests
+#   openssl redis-server                OCSP responders and CAs (test/revocation), Redis (test/shared, shared-state)
 #
 # Nothing missing: exits at once, no apt call. Something missing: as root (or through sudo)
 # `apt-get update` once, then `apt-get install -y --no-install-recommends` of what is missing.
