@@ -13,6 +13,8 @@ export interface RedisStoreOptions {
   readonly timeoutMs: number;
   /** The CAs a rediss:// server's certificate is verified against; default Node's. */
   readonly ca?: Buffer;
+  /** Bounds connecting (TCP, TLS and the client's first commands) to a server that accepts and does not answer; default 5 s. */
+  readonly connectTimeoutMs?: number;
   /** How often each connection is checked with PING, so that a silent one is noticed while idle; default 5 s. */
   readonly pingMs?: number;
   readonly log?: { warn(obj: object): void; info(obj: object): void };
@@ -50,14 +52,27 @@ interface Subscriber {
   on?: Client;
 }
 
-function clientFor(url: string, ca: Buffer | undefined) {
+function clientFor(url: string, ca: Buffer | undefined, connectTimeout: number) {
   const tls = url.startsWith('rediss:');
+  const common = { connectTimeout, reconnectStrategy: false } as const;
   return createClient({
     url,
-    socket: tls ? { tls, ...(ca ? { ca } : {}), reconnectStrategy: false } : { tls, reconnectStrategy: false },
+    socket: tls ? { tls, ...(ca ? { ca } : {}), ...common } : { tls, ...common },
     // Calls made while disconnected fail at once instead of waiting for the next connection.
     disableOfflineQueue: true,
   });
+}
+
+/** The URL's password as written and decoded (as sent), to keep out of the log; a TypeError without the URL when it is malformed. */
+function passwordOf(url: string): string[] {
+  try {
+    const { protocol, username, password } = new URL(url);
+    decodeURIComponent(username);
+    if (protocol === 'redis:' || protocol === 'rediss:') return [password, decodeURIComponent(password)].filter((s) => s !== '');
+  } catch {
+    // said below
+  }
+  throw new TypeError('the shared state url must be redis:// or rediss://');
 }
 
 /**
@@ -66,11 +81,8 @@ function clientFor(url: string, ca: Buffer | undefined) {
  */
 export function createRedisStore(options: RedisStoreOptions): SharedStore {
   const { url, keyPrefix, timeoutMs, log, errors } = options;
-  if (!/^rediss?:\/\//.test(url) || !URL.canParse(url)) throw new TypeError('the shared state url must be redis:// or rediss://');
-  const { username, password } = new URL(url);
-  const secrets = [username, password, decodeURIComponent(username), decodeURIComponent(password)].filter((s) => s !== '');
-  // Connecting includes a TLS handshake and the client's first commands: more than one round trip.
-  const connectMs = Math.max(timeoutMs, 1000);
+  const secrets = passwordOf(url);
+  const connectMs = options.connectTimeoutMs ?? 5000;
   const pingMs = options.pingMs ?? 5000;
   let down = false;
   let closed = false;
@@ -80,16 +92,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
     secrets
       .reduce((m, s) => m.split(s).join('***'), err instanceof Error ? err.message : String(err))
       .replace(/\/\/[^/@\s]*@/g, '//***@')
-      .replace(/"[^"]*"/g, '"…"');
-
-  /** Closes at once (pending commands reject); node-redis throws when its socket already closed itself. */
-  const end = (client: Client): void => {
-    try {
-      client.destroy();
-    } catch {
-      // closed already
-    }
-  };
+      .replace(/"[^"]*"|'[^']*'/g, '…');
 
   /** `run`'s result, or TIMED_OUT after timeoutMs; rejects as `run` does. */
   async function within<T>(run: Promise<T>): Promise<T | typeof TIMED_OUT> {
@@ -118,13 +121,34 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
   }
 
   function connect(onReady: (link: Link) => void, onDown: (err: unknown) => void): Link {
-    let current: Client | undefined;
+    let current: { readonly client: Client; readonly end: () => void } | undefined;
     let attempt = 0;
     let timer: NodeJS.Timeout | undefined;
     let ping: NodeJS.Timeout | undefined;
     const open = (): void => {
-      const client = clientFor(url, options.ca);
-      current = client;
+      const client = clientFor(url, options.ca, connectMs);
+      // node-redis's destroy() cannot reach a socket still connecting (and throws once the client
+      // closed itself): a client ended then is destroyed when its socket connects.
+      let socket = false;
+      let ended = false;
+      const destroy = (): void => {
+        try {
+          client.destroy();
+        } catch {
+          // closed already
+        }
+      };
+      client.on('connect', () => {
+        socket = true;
+        if (ended) destroy();
+      });
+      current = {
+        client,
+        end() {
+          ended = true;
+          if (socket) destroy();
+        },
+      };
       // Connecting is bounded too: a server that accepts and never answers is tried again.
       timer = setTimeout(() => link.drop(client, new Error(`no answer within ${connectMs} ms of connecting`)), connectMs);
       // Any error ends this client; node-redis emits more for a client dropped already (ignored).
@@ -143,12 +167,10 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       client.connect().catch((err: unknown) => link.drop(client, err));
     };
     const link: Link = {
-      ready: () => (current?.isReady ? current : undefined),
+      ready: () => (current?.client.isReady ? current.client : undefined),
       drop(client, err) {
-        if (client !== current) return;
-        clearTimeout(timer);
-        clearInterval(ping);
-        end(client);
+        if (client !== current?.client) return;
+        link.close();
         onDown(err);
         const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** attempt++);
         timer = setTimeout(open, base / 2 + (Math.random() * base) / 2);
@@ -156,7 +178,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       close() {
         clearTimeout(timer);
         clearInterval(ping);
-        if (current) end(current);
+        current?.end();
         current = undefined;
       },
     };
