@@ -9,6 +9,7 @@ import { compile, logDirectory, startChild, runChild, type Child } from './lib/p
 import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';
 import { revocationPhase } from './revocation.js';
 import { dpopPhase } from './dpop.js';
+import { sharedPhase } from './shared.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
@@ -17,7 +18,7 @@ const CONNECTIONS = env('BENCH_CONNECTIONS', 50);
 /** (2) and (3) alternate this many times; the median run of each is reported (other tenants make single runs noisy). */
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const MEMORY_TOKENS = env('BENCH_MEMORY_TOKENS', 1_000_000);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,dpop,rate,cold,memory').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,dpop,shared,rate,cold,memory').split(','));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 
 /** Documented in BENCHMARKS.md: ~1.3 × the peak RSS measured with 1,000,000 cached tokens (1,059 and 1,212 MiB in two runs). */
@@ -195,6 +196,13 @@ if (ONLY.has('dpop')) {
     token: HOT_TOKEN, certificateHeader, certificateThumbprint: pki.tppA.thumbprint, caFile: pki.files['ca.crt'] as string,
     startGateway: (doc, profileAs, nodeFlags) => startGatewayFrom(doc, profileAs ?? false, nodeFlags),
     row: (name, r, rss) => rows.push(generatorRow(name, r, rss)), check, log,
+  });
+}
+
+if (ONLY.has('shared')) {
+  results.shared = await sharedPhase({
+    dir, upstreamUrl, rounds: ROUNDS, path: PATH, token: HOT_TOKEN, certificateHeader, certificateThumbprint: pki.tppA.thumbprint, caFile: pki.files['ca.crt'] as string,
+    seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS, startGateway: (doc) => startGatewayFrom(doc), row: (name, x) => rows.push(row(name, x)), check, log,
   });
 }
 
