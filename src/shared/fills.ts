@@ -26,7 +26,7 @@ export function createFillBus(store: SharedStore): FillBus {
   });
   return {
     wait(key, ms) {
-      let resolve: (answer: Buffer | undefined) => void = () => undefined;
+      let resolve!: (answer: Buffer | undefined) => void;
       const answer = new Promise<Buffer | undefined>((r) => (resolve = r));
       const done = (value: Buffer | undefined): void => {
         clearTimeout(timer);
