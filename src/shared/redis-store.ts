@@ -9,7 +9,10 @@ export interface RedisStoreOptions {
   readonly url: string;
   /** Put before every key and channel. */
   readonly keyPrefix: string;
-  /** Bounds every call; a connection that leaves a call (or a PING) unanswered this long is dropped and made again. */
+  /**
+   * Bounds every call. A call left unanswered this long misses, and the connection is checked with
+   * a PING at once: one that leaves the PING unanswered this long too is dropped and made again.
+   */
   readonly timeoutMs: number;
   /** The CAs a rediss:// server's certificate is verified against; default Node's. */
   readonly ca?: Buffer;
@@ -42,6 +45,8 @@ interface Link {
   ready(): Client | undefined;
   /** Drops `client` when it is still the current one, and schedules the next connection. */
   drop(client: Client, err: unknown): void;
+  /** PINGs `client` (once at a time) and drops it when the PING is unanswered within timeout_ms or refused. */
+  check(client: Client): void;
   close(): void;
 }
 
@@ -94,10 +99,14 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       .replace(/\/\/[^/@\s]*@/g, '//***@')
       .replace(/"[^"]*"|'[^']*'/g, '…');
 
-  /** `run`'s result, or TIMED_OUT after timeoutMs; rejects as `run` does. */
+  /**
+   * `run`'s result, or TIMED_OUT after timeoutMs; rejects as `run` does. The timeout is decided one
+   * turn of the event loop after its timer (setImmediate runs after the I/O of that turn): an answer
+   * that arrived while this process was busy is read first, so a late timer is not a slow Redis.
+   */
   async function within<T>(run: Promise<T>): Promise<T | typeof TIMED_OUT> {
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(resolve, timeoutMs, TIMED_OUT)));
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => setImmediate(resolve, TIMED_OUT), timeoutMs)));
     try {
       return await Promise.race([run, timeout]);
     } finally {
@@ -112,7 +121,9 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       if (!client) throw new Error('not connected');
       const result = await within(run(client));
       if (result !== TIMED_OUT) return result;
-      link.drop(client, new Error(`no answer within ${timeoutMs} ms`));
+      // One slow answer is a miss, not an outage: the connection is dropped only when a PING goes
+      // unanswered as well (a paused or silent server), not for a command Redis took long over.
+      link.check(client);
     } catch {
       // Why is the outage's business, logged once by the link; a reply error is the call's alone.
     }
@@ -125,6 +136,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
     let attempt = 0;
     let timer: NodeJS.Timeout | undefined;
     let ping: NodeJS.Timeout | undefined;
+    let checking: Client | undefined;
     const open = (): void => {
       const client = clientFor(url, options.ca, connectMs);
       // node-redis's destroy() cannot reach a socket still connecting (and throws once the client
@@ -156,12 +168,7 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
       client.on('ready', () => {
         clearTimeout(timer);
         attempt = 0;
-        ping = setInterval(() => {
-          within(client.ping()).then(
-            (reply) => reply === TIMED_OUT && link.drop(client, new Error(`no answer to PING within ${timeoutMs} ms`)),
-            (err: unknown) => link.drop(client, err),
-          );
-        }, pingMs);
+        ping = setInterval(() => link.check(client), pingMs);
         onReady(link);
       });
       client.connect().catch((err: unknown) => link.drop(client, err));
@@ -174,6 +181,18 @@ export function createRedisStore(options: RedisStoreOptions): SharedStore {
         onDown(err);
         const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** attempt++);
         timer = setTimeout(open, base / 2 + (Math.random() * base) / 2);
+      },
+      check(client) {
+        if (checking === client || client !== current?.client) return;
+        checking = client;
+        within(client.ping())
+          .then(
+            (reply) => reply === TIMED_OUT && link.drop(client, new Error(`no answer to PING within ${timeoutMs} ms`)),
+            (err: unknown) => link.drop(client, err),
+          )
+          .finally(() => {
+            if (checking === client) checking = undefined;
+          });
       },
       close() {
         clearTimeout(timer);
