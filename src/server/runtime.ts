@@ -129,10 +129,12 @@ export async function startRuntime(initial: Config, options: RuntimeOptions): Pr
     hub: state.hub,
     log,
     secret: () => generations.current().config.admin.revocationSecret,
-    // A revoked token is refused until no cache may still hold it: the longest cache TTL, plus the clock skew.
+    // A revoked token is refused until no cache may still hold it: an introspection still in flight
+    // at the revocation (the AS timeout), then the longest cache TTL (a copy read from Redis keeps
+    // the deadline of the first), plus the clock skew and a second.
     ttlMs: () => {
       const as = generations.current().config.authorizationServer;
-      return ((as?.cache.maxTtlSeconds ?? 0) + (as?.clockSkewSeconds ?? 0)) * 1000 + 1000;
+      return ((as?.cache.maxTtlSeconds ?? 0) + (as?.clockSkewSeconds ?? 0)) * 1000 + (as?.timeoutMs ?? 0) + 1000;
     },
   });
 

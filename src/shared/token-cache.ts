@@ -13,12 +13,12 @@ import type { SharedStore } from './types.js';
  * several replicas make one introspection: a short lock, the others notified (./fills.ts).
  */
 export interface SharedTokenCache {
-  read(token: string): Promise<Outcome | undefined>;
+  read(token: string): Promise<Known | undefined>;
   /**
    * After a miss: undefined when this replica should introspect (it took the lock, Redis could
    * not say, or the holder did not answer within LOCK_WAIT_MS); otherwise the holder's answer.
    */
-  fromHolder(token: string): Promise<Outcome | undefined>;
+  fromHolder(token: string): Promise<Known | undefined>;
   /** Stores an answer (active ones) and announces it to waiting replicas. Fire and forget. */
   write(token: string, outcome: Outcome): void;
 }
@@ -35,6 +35,17 @@ export interface SharedTokenCacheOptions {
   readonly metrics?: Metrics;
 }
 
+/**
+ * An answer another replica got. An active one carries the end of the TTL it was first cached
+ * with (sealed with it): a replica that reads it caches it no longer than that, so no copy outlives
+ * max_ttl from the introspection (what a revocation's lifetime counts on).
+ */
+export interface Known {
+  readonly outcome: Outcome;
+  /** Epoch ms: cache no longer than this (active answers). */
+  readonly untilMs?: number;
+}
+
 /** How long a replica waits for another's introspection of the same token before asking itself. */
 export const LOCK_WAIT_MS = 1000;
 
@@ -46,14 +57,19 @@ export function createSharedTokenCache(options: SharedTokenCacheOptions): Shared
   const keyOf = (token: string): string => `token:${sealer.keyOf(token)}`;
   const count = (result: 'hit' | 'miss' | 'invalid'): void => void metrics?.sharedCacheLookups.inc({ result });
 
-  /** A sealed answer for `token`: an active one still in its times, inactive, or undefined when it does not open. */
-  const outcomeOf = (token: string, sealed: Buffer): Outcome | undefined => {
+  /**
+   * A sealed answer for `token`: an active one (`{"u": until ms, "c": claims}`) still in its times
+   * and before its until, inactive, or undefined when it does not open or is not one of those.
+   */
+  const knownOf = (token: string, sealed: Buffer): Known | undefined => {
     const plaintext = sealer.open(token, sealed)?.toString('utf8');
     if (plaintext === undefined) return undefined;
-    if (plaintext === INACTIVE) return { active: false };
+    if (plaintext === INACTIVE) return { outcome: { active: false } };
     try {
-      const claims = claimsOf(JSON.parse(plaintext) as Record<string, unknown>, malformed);
-      return withinTimes(claims, clock(), options.clockSkewSeconds) ? { active: true, claims } : undefined;
+      const { u: untilMs, c } = JSON.parse(plaintext) as { u?: unknown; c?: unknown };
+      if (typeof untilMs !== 'number' || typeof c !== 'object' || c === null || untilMs <= clock()) return undefined;
+      const claims = claimsOf(c as Record<string, unknown>, malformed);
+      return withinTimes(claims, clock(), options.clockSkewSeconds) ? { outcome: { active: true, claims }, untilMs } : undefined;
     } catch {
       return undefined;
     }
@@ -63,10 +79,10 @@ export function createSharedTokenCache(options: SharedTokenCacheOptions): Shared
     async read(token) {
       const sealed = await store.get(keyOf(token));
       if (sealed === undefined) return void count('miss');
-      const outcome = outcomeOf(token, sealed);
-      if (outcome === undefined || !outcome.active) return void count('invalid');
+      const known = knownOf(token, sealed);
+      if (known === undefined || !known.outcome.active) return void count('invalid');
       count('hit');
-      return outcome;
+      return known;
     },
     async fromHolder(token) {
       const key = keyOf(token);
@@ -78,17 +94,18 @@ export function createSharedTokenCache(options: SharedTokenCacheOptions): Shared
         return undefined;
       }
       const sealed = await waiting.answer;
-      const outcome = sealed === undefined ? undefined : outcomeOf(token, sealed);
-      metrics?.sharedLockWaits.inc({ result: outcome === undefined ? 'timeout' : 'notified' });
-      return outcome;
+      const known = sealed === undefined ? undefined : knownOf(token, sealed);
+      metrics?.sharedLockWaits.inc({ result: known === undefined ? 'timeout' : 'notified' });
+      return known;
     },
     write(token, outcome) {
       const key = keyOf(token);
       if (!outcome.active) return fills.announce(key, sealer.seal(token, Buffer.from(INACTIVE)));
       const { claims } = outcome;
       const max = options.maxTtlSeconds * 1000;
-      const ttl = Math.floor(claims.exp === undefined ? max : Math.min(claims.exp * 1000 - clock(), max));
-      const sealed = sealer.seal(token, Buffer.from(JSON.stringify(membersOf(claims))));
+      const now = clock();
+      const ttl = Math.floor(claims.exp === undefined ? max : Math.min(claims.exp * 1000 - now, max));
+      const sealed = sealer.seal(token, Buffer.from(JSON.stringify({ u: now + ttl, c: membersOf(claims) })));
       fills.announce(key, sealed);
       if (ttl > 0) void store.set(key, sealed, ttl);
     },

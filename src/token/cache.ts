@@ -5,8 +5,11 @@ import type { Outcome } from './claims.js';
 
 export interface TokenCache {
   get(key: string): Outcome | undefined;
-  /** Stores an outcome for as long as it may be trusted: never past `exp`, never past the configured TTLs. */
-  set(key: string, outcome: Outcome): void;
+  /**
+   * Stores an outcome for as long as it may be trusted: never past `exp`, never past the configured
+   * TTLs, never past `untilMs` (epoch ms) when given.
+   */
+  set(key: string, outcome: Outcome, untilMs?: number): void;
   keys(): string[];
 }
 
@@ -32,9 +35,9 @@ export function createTokenCache(config: TokenCacheConfig, deps: { clock: () => 
       if (outcome === undefined) count(); // a hit leaves the size as it was
       return outcome;
     },
-    set: (key, outcome) => {
+    set: (key, outcome, untilMs) => {
       // lru-cache reads a TTL of 0 as "forever": a non-positive TTL means "don't cache".
-      const ttl = Math.floor(ttlOf(outcome));
+      const ttl = Math.floor(untilMs === undefined ? ttlOf(outcome) : Math.min(ttlOf(outcome), untilMs - deps.clock()));
       if (ttl <= 0) return;
       lru.set(key, outcome, { ttl });
       count();

@@ -121,8 +121,8 @@ export function createTokenValidator(config: AuthorizationServerConfig, deps: To
         // Another replica may know it, or be asking the server about it right now.
         const known = sharedCache && ((await sharedCache.read(token)) ?? (await sharedCache.fromHolder(token)));
         if (known) {
-          cache.set(key, known);
-          return known;
+          cache.set(key, known.outcome, known.untilMs);
+          return known.outcome;
         }
         const fresh = await resolve(token);
         cache.set(key, fresh);

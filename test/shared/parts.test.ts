@@ -70,9 +70,37 @@ t.test('the shared token cache: values that do not parse, inactive answers, Redi
   const waiting = cache.fromHolder('gone');
   await new Promise((resolve) => setImmediate(resolve));
   cache.write('gone', { active: false });
-  t.same(await waiting, { active: false });
+  t.same(await waiting, { outcome: { active: false } });
   state.down = true;
   t.equal(await cache.fromHolder('other'), undefined, 'Redis down: this replica asks the server');
+});
+
+t.test('a copy read from Redis is cached no longer than the first: the deadline is sealed with the claims', async (t) => {
+  const { createTokenCache } = await import('../../src/token/cache.js');
+  const { store, values } = fakeStore();
+  const sealer = createSealer(Buffer.alloc(32, 5));
+  let now = 1_000_000_000;
+  const clock = () => now;
+  const shared = createSharedTokenCache({ store, sealer, fills: createFillBus(store), maxTtlSeconds: 60, clockSkewSeconds: 0, introspectionTimeoutMs: 100, clock });
+  const { claimsOf } = await import('../../src/token/claims.js');
+  const claims = claimsOf({ scope: 'accounts', client_id: 'tpp', cnf: { 'x5t#S256': 'abc' }, exp: now / 1000 + 3600 }, (m) => new Error(m));
+  shared.write('tok', { active: true, claims });
+  await new Promise((resolve) => setImmediate(resolve));
+  now += 50_000;
+  const known = await shared.read('tok');
+  t.equal(known?.untilMs, 1_000_060_000, 'written at t, max_ttl 60 s: until t + 60 s');
+  t.match(known?.outcome, { active: true, claims: { clientId: 'tpp', x5tS256: 'abc' } });
+  // The reader's local cache keeps it 10 s more, not another 60.
+  const local = createTokenCache({ maxEntries: 10, maxTtlSeconds: 60, negativeTtlSeconds: 0 }, { clock });
+  local.set('k', known!.outcome, known!.untilMs);
+  now += 9_999;
+  t.ok(local.get('k'), 'until the first copy ends');
+  now += 2;
+  t.equal(local.get('k'), undefined, 'not a millisecond after');
+  t.equal(await shared.read('tok'), undefined, 'past its deadline, a value still in Redis is a miss');
+  // A value sealed without a deadline (claims alone) is not an answer either.
+  values.set(`token:${sealer.keyOf('old')}`, sealer.seal('old', Buffer.from(JSON.stringify({ scope: 'accounts', exp: now / 1000 + 3600 }))));
+  t.equal(await shared.read('old'), undefined);
 });
 
 t.test('the revocation hub: a list that could not load at start is loaded once Redis answers; unreadable messages are ignored', async (t) => {
