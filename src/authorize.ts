@@ -9,7 +9,7 @@ import type { Target } from './route.js';
 import type { RequestView } from './gateway.js';
 import { hasAnyRole } from './certificate/psd2.js';
 import type { RevocationChecker } from './revocation/checker.js';
-import { bindKey, proveKey, type DpopParts, type ProvenKey } from './dpop/stage.js';
+import { bindKey, claimFirstUse, proveKey, type DpopParts, type ProvenKey } from './dpop/stage.js';
 
 /**
  * A route's auth stages, compiled once from its `auth`: credentials (the access token, the
@@ -100,8 +100,13 @@ function keyBound(route: RouteConfig, parts: AuthParts, dpop: DpopParts, trust: 
   return (view: RequestView, target: Target, method: string, token: string): Identity | Promise<Identity> => {
     const proven: ProvenKey = proveKey(dpop, { proofs: view.headers['dpop'], method, origin, encodedPath: target.encodedPath, accessToken: token });
     // The binding before the scopes, as on the certificate path: a token used with another key
-    // learns nothing about its scopes. The proof counts as used once the binding holds.
-    return then(claimsOf(parts.tokens, token), (claims) => then(bindKey(dpop, claims, proven), () => {
+    // learns nothing about its scopes. A cached token: the proof counts as used once the binding
+    // holds. A token to look up: its first use is claimed meanwhile, so that the Redis calls of
+    // the two overlap (a request waits at most 2 × timeout_ms on Redis in all); the verdict still
+    // comes after the binding.
+    const cached = parts.tokens?.cached(token);
+    const claimed = cached === undefined ? claimFirstUse(dpop, proven) : undefined;
+    return then(cached ?? claimsOf(parts.tokens, token), (claims) => then(bindKey(dpop, claims, proven, claimed), () => {
       const certificate = claims.x5tS256Bytes === undefined ? undefined : checkBinding(claims, parts.readCertificate(view));
       checkScopes(claims, route.scopes);
       const identity: Identity = {

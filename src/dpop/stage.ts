@@ -59,14 +59,20 @@ export function proveKey(parts: DpopParts, input: ProofInput): ProvenKey {
   return verdict.refresh ? { proof, freshNonce: nonces.current() } : { proof };
 }
 
-/**
- * After the token: bound to this proof's key, and the proof's first use. Synchronous while the
- * replay store is (the local one); a shared store answers with a promise.
- */
-export function bindKey(parts: DpopParts, claims: TokenClaims, proven: ProvenKey): void | Promise<void> {
-  checkKeyBinding(claims, proven.proof);
+/** Claims the proof's (jkt, jti) in the replay store: true on its first use. A shared store answers with a promise (never rejected). */
+export function claimFirstUse(parts: DpopParts, proven: ProvenKey): boolean | Promise<boolean> {
   const { jkt, jti, replayableUntilMs } = proven.proof;
-  const first = parts.replay.firstUse(jkt, jti, replayableUntilMs);
+  return parts.replay.firstUse(jkt, jti, replayableUntilMs);
+}
+
+/**
+ * After the token: bound to this proof's key, and the proof's first use. The use is claimed here,
+ * after the binding holds, unless `claimed` is the answer of a claimFirstUse made earlier (while
+ * the token was being looked up). Synchronous while the replay store is (the local one).
+ */
+export function bindKey(parts: DpopParts, claims: TokenClaims, proven: ProvenKey, claimed?: boolean | Promise<boolean>): void | Promise<void> {
+  checkKeyBinding(claims, proven.proof);
+  const first = claimed ?? claimFirstUse(parts, proven);
   if (first === true) return undefined;
   if (first === false) throw replayed();
   return first.then((fresh) => {
