@@ -8,11 +8,10 @@
 //     counters show whether a cached request touched Redis at all.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { startRedis, type RunningRedis } from '../test/fixtures/redis.js';
+import { freePort, startRedis, type RunningRedis } from '../test/fixtures/redis.js';
 import { cpuSeconds, startChild, type Child } from './lib/proc.js';
 import { wrk, type WrkResult } from './lib/wrk.js';
 
@@ -95,15 +94,6 @@ const r1 = (x: number): number => Math.round(x * 10) / 10;
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 const load1 = (): number => Math.round((loadavg()[0] ?? 0) * 100) / 100;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** `cmdstat_<name>:calls=<n>` of INFO commandstats, PING and INFO left out. */
 async function redisCommands(redis: RunningRedis): Promise<Record<string, number>> {
