@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { TokenCacheConfig } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Outcome } from './claims.js';
+import { Claims, type Outcome } from './claims.js';
 
 export interface TokenCache {
   get(key: string): Outcome | undefined;
@@ -39,7 +39,8 @@ export function createTokenCache(config: TokenCacheConfig, deps: { clock: () => 
       // lru-cache reads a TTL of 0 as "forever": a non-positive TTL means "don't cache".
       const ttl = Math.floor(untilMs === undefined ? ttlOf(outcome) : Math.min(ttlOf(outcome), untilMs - deps.clock()));
       if (ttl <= 0) return;
-      lru.set(key, outcome, { ttl });
+      // Claims made by claimsOf are their own active outcome: no wrapper object per entry.
+      lru.set(key, outcome.active && outcome.claims instanceof Claims ? outcome.claims : outcome, { ttl });
       count();
     },
     keys: () => [...lru.keys()],

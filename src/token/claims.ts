@@ -53,48 +53,101 @@ export function claimsOf(
 }
 
 /**
- * A token's claims. What requests need of them beyond the members (the thumbprint's bytes for
- * the constant-time binding check, the identity headers' values) is derived on first use and kept
- * here: a cached token's claims serve every request that carries it, and an entry the cache holds
- * but no request reads again costs nothing more (a million cached tokens: BENCHMARKS.md).
+ * Values that repeat across tokens — a client's id, the issuer, a certificate's or key's
+ * thumbprint, a scope string — are kept once (issue 15: a million cached tokens in 512 MiB). A
+ * pool holds up to `max` distinct values of up to MAX_POOLED characters; when full it starts again
+ * empty (entries keep what they hold), so a hostile variety of values costs memory only as any
+ * token does. Module-level: the values are immutable, and a reload's new cache shares them.
  */
-class Claims implements TokenClaims {
+class Pool<T> {
+  private readonly map = new Map<string, T>();
+  constructor(
+    private readonly max: number,
+    private readonly make: (text: string) => T,
+  ) {}
+
+  of(text: string): T {
+    if (text.length > MAX_POOLED) return this.make(text);
+    let value = this.map.get(text);
+    if (value === undefined) {
+      if (this.map.size >= this.max) this.map.clear();
+      value = this.make(text);
+      this.map.set(text, value);
+    }
+    return value;
+  }
+}
+const MAX_POOLED = 256;
+
+/** A thumbprint (cnf x5t#S256 or jkt) and its bytes for the constant-time comparison, made on first use. */
+class Thumbprint {
+  private bytes: Buffer | undefined = undefined;
+  constructor(readonly text: string) {}
+  get buffer(): Buffer {
+    this.bytes ??= Buffer.from(this.text);
+    return this.bytes;
+  }
+}
+
+const strings = new Pool<string>(4096, (text) => text);
+const thumbprints = new Pool<Thumbprint>(4096, (text) => new Thumbprint(text));
+const scopeSets = new Pool<ReadonlySet<string>>(1024, (scope) => new Set(scope.split(' ').filter((s) => s !== '')));
+const NO_SCOPES: ReadonlySet<string> = new Set();
+
+/**
+ * A token's claims, and its active outcome (`active`, `claims`: the cache holds no wrapper). What
+ * requests need beyond the members (the identity headers' values) is derived on first use and
+ * kept here: a cached token's claims serve every request that carries it, and an entry the cache
+ * holds but no request reads again costs nothing more (a million cached tokens: BENCHMARKS.md).
+ */
+export class Claims implements TokenClaims {
   readonly scopes: ReadonlySet<string>;
   // `declare`: a member is set only when the token has it, not defined as undefined on every instance.
   declare readonly clientId?: string;
   declare readonly subject?: string;
-  declare readonly x5tS256?: string;
   declare readonly exp?: number;
   declare readonly nbf?: number;
   declare readonly iat?: number;
   declare readonly iss?: string;
-  declare readonly jkt?: string;
-  private bytes: Buffer | undefined = undefined;
+  declare private readonly x5t?: Thumbprint;
+  declare private readonly key?: Thumbprint;
   private values: IdentityValues | undefined = undefined;
-  declare private keyBytes?: Buffer;
 
   constructor(scope: string | undefined, clientId?: string, subject?: string, x5tS256?: string, exp?: number, nbf?: number, iat?: number, iss?: string, jkt?: string) {
-    this.scopes = new Set(scope === undefined ? [] : scope.split(' ').filter((s) => s !== ''));
-    if (clientId !== undefined) this.clientId = clientId;
+    this.scopes = scope === undefined ? NO_SCOPES : scopeSets.of(scope);
+    if (clientId !== undefined) this.clientId = strings.of(clientId);
     if (subject !== undefined) this.subject = subject;
-    if (x5tS256 !== undefined) this.x5tS256 = x5tS256;
+    if (x5tS256 !== undefined) this.x5t = thumbprints.of(x5tS256);
     if (exp !== undefined) this.exp = exp;
     if (nbf !== undefined) this.nbf = nbf;
     if (iat !== undefined) this.iat = iat;
-    if (iss !== undefined) this.iss = iss;
-    if (jkt !== undefined) this.jkt = jkt;
+    if (iss !== undefined) this.iss = strings.of(iss);
+    if (jkt !== undefined) this.key = thumbprints.of(jkt);
   }
 
-  get jktBytes(): Buffer | undefined {
-    if (this.jkt === undefined) return undefined;
-    this.keyBytes ??= Buffer.from(this.jkt);
-    return this.keyBytes;
+  /** As an Outcome: active, with itself as the claims. */
+  get active(): true {
+    return true;
+  }
+
+  get claims(): this {
+    return this;
+  }
+
+  get x5tS256(): string | undefined {
+    return this.x5t?.text;
   }
 
   get x5tS256Bytes(): Buffer | undefined {
-    if (this.x5tS256 === undefined) return undefined;
-    this.bytes ??= Buffer.from(this.x5tS256);
-    return this.bytes;
+    return this.x5t?.buffer;
+  }
+
+  get jkt(): string | undefined {
+    return this.key?.text;
+  }
+
+  get jktBytes(): Buffer | undefined {
+    return this.key?.buffer;
   }
 
   get forwarded(): IdentityValues {
