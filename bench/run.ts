@@ -10,6 +10,7 @@ import { CLOSED_LOOP_TOOL, wrk, type WrkResult } from './lib/wrk.js';
 import { revocationPhase } from './revocation.js';
 import { dpopPhase } from './dpop.js';
 import { sharedPhase } from './shared.js';
+import { peersPhase } from './peers.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
@@ -18,11 +19,17 @@ const CONNECTIONS = env('BENCH_CONNECTIONS', 50);
 /** (2) and (3) alternate this many times; the median run of each is reported (other tenants make single runs noisy). */
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const MEMORY_TOKENS = env('BENCH_MEMORY_TOKENS', 1_000_000);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,dpop,shared,rate,cold,memory').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'hot,revocation,dpop,shared,peers,rate,cold,memory').split(','));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 
-/** Documented in BENCHMARKS.md: ~1.3 × the peak RSS measured with 1,000,000 cached tokens (1,059 and 1,212 MiB in two runs). */
-const MEMORY_BOUND_MB = 1600;
+/** Issue 15's target: 1,000,000 cached tokens in this much peak RSS (BENCHMARKS.md, "Memory"). */
+const MEMORY_BOUND_MB = 512;
+/**
+ * The filler runs as a deployment sized for a million tokens does (docs/operations.md, "Sizing the
+ * token cache"): V8's old generation capped near 1.6 × the cache's live size. Unset, V8 sizes it
+ * from the host's memory and lets garbage grow to ~4 × the live heap before collecting it.
+ */
+const MEMORY_NODE_ARGS = (process.env.BENCH_MEMORY_NODE_ARGS ?? '--max-old-space-size=400').split(' ').filter(Boolean);
 const TARGET_RATIO = 0.9;
 const TARGET_ADDED_P99_MS = 1;
 
@@ -206,6 +213,13 @@ if (ONLY.has('shared')) {
   });
 }
 
+if (ONLY.has('peers')) {
+  results.peers = await peersPhase({
+    dir, upstreamUrl, rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS, path: PATH, token: HOT_TOKEN, pki,
+    startGateway: () => startGateway({ level: 'info', tls: true }), asCalls, row: (name, r, rss) => rows.push(generatorRow(name, r, rss)), check, log,
+  });
+}
+
 if (ONLY.has('rate')) {
   // Half of (2)'s saturation rate, open loop, same generator against both: added p99.
   if (passthroughRps === 0) {
@@ -287,15 +301,15 @@ if (ONLY.has('memory')) {
   const fastAs = await startChild<{ port: number }>('servers/as.ts', { thumbprint: pki.tppA.thumbprint, delayMs: 0 });
   log(`memory: ${MEMORY_TOKENS} distinct tokens through the validator`);
   const filler = await startChild<{ entries: number; errors: number; seconds: number; rssAfterMb: number; heapUsedAfterMb: number; bytesPerEntry: number }>(
-    'servers/memory.ts', { introspectionEndpoint: `http://127.0.0.1:${fastAs.ready.port}/introspect`, tokens: MEMORY_TOKENS, concurrency: 128 }, ['--expose-gc'],
+    'servers/memory.ts', { introspectionEndpoint: `http://127.0.0.1:${fastAs.ready.port}/introspect`, tokens: MEMORY_TOKENS, concurrency: 128 }, ['--expose-gc', ...MEMORY_NODE_ARGS],
   );
   const peak = filler.peakRssMb();
   await filler.stop();
   await fastAs.stop();
   results.memory = { ...filler.ready, peakRssMb: round(peak, 0) };
-  console.log(`info  memory: ${filler.ready.entries} entries in ${filler.ready.seconds}s, ${filler.ready.errors} errors; RSS after ${filler.ready.rssAfterMb} MiB, peak ${round(peak, 0)} MiB; heap ${filler.ready.heapUsedAfterMb} MiB (~${filler.ready.bytesPerEntry} B/entry)`);
+  console.log(`info  memory (node ${MEMORY_NODE_ARGS.join(' ') || 'defaults'}): ${filler.ready.entries} entries in ${filler.ready.seconds}s, ${filler.ready.errors} errors; RSS after ${filler.ready.rssAfterMb} MiB, peak ${round(peak, 0)} MiB; heap ${filler.ready.heapUsedAfterMb} MiB (~${filler.ready.bytesPerEntry} B/entry)`);
   if (MEMORY_TOKENS === 1_000_000) {
-    check(`peak RSS with 1,000,000 cached tokens ≤ ${MEMORY_BOUND_MB} MiB`, peak <= MEMORY_BOUND_MB && filler.ready.entries === MEMORY_TOKENS, `${round(peak, 0)} MiB, ${filler.ready.entries} entries`);
+    check(`peak RSS with 1,000,000 cached tokens ≤ ${MEMORY_BOUND_MB} MiB (node ${MEMORY_NODE_ARGS.join(' ') || 'defaults'})`, peak <= MEMORY_BOUND_MB && filler.ready.entries === MEMORY_TOKENS, `${round(peak, 0)} MiB, ${filler.ready.entries} entries, heap ${filler.ready.heapUsedAfterMb} MiB (~${filler.ready.bytesPerEntry} B/entry)`);
   }
 }
 

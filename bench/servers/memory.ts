@@ -41,10 +41,14 @@ await Promise.all(
   Array.from({ length: concurrency }, async () => {
     while (next < tokens) {
       const token = tokenOf(next++);
-      try {
-        await validator.validate(token);
-      } catch {
-        errors++;
+      // A busy machine can make an introspection time out (as_unavailable): tried again, up to 3 times.
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        try {
+          await validator.validate(token);
+          break;
+        } catch {
+          errors++;
+        }
       }
     }
   }),
