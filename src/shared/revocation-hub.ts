@@ -25,8 +25,10 @@ export interface RevocationHub {
   close(): void;
 }
 
-/** How often a failed load of the shared list is tried again. */
+/** How often a failed load of the shared list, or a revocation the store did not take, is tried again. */
 export const LOAD_RETRY_MS = 1000;
+/** Revocations kept for sharing later while the store cannot take them; beyond this, applied here only. */
+export const MAX_UNSHARED = 10_000;
 
 export interface RevocationHubOptions {
   readonly clock: () => number;
@@ -75,6 +77,35 @@ export function createRevocationHub(options: RevocationHubOptions): RevocationHu
 
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
+
+  /** Adds a sealed revocation to the shared list and publishes it: true when the store took both. */
+  const share = async (text: string, until: number): Promise<boolean> => {
+    const store = (shared as NonNullable<typeof shared>).store;
+    const [added, published] = await Promise.all([store.addScored(LIST, text, until), store.publish(LIST, text)]);
+    return added && published;
+  };
+  // Revocations accepted while the store could not take them: shared once it answers again (the
+  // replicas that are up then refuse the tokens too), until they expire. Oldest first.
+  const unshared: Array<{ readonly text: string; readonly until: number }> = [];
+  let sharing: NodeJS.Timeout | undefined;
+  let retrying = false;
+  const shareLater = (): void => {
+    if (sharing === undefined && !retrying && !closed) sharing = setTimeout(() => void shareUnshared(), LOAD_RETRY_MS).unref();
+  };
+  const shareUnshared = async (): Promise<void> => {
+    sharing = undefined;
+    retrying = true;
+    let done = 0;
+    while (unshared.length > 0 && !closed) {
+      const next = unshared[0] as (typeof unshared)[number];
+      if (next.until > clock() && !(await share(next.text, next.until))) break;
+      if (next.until > clock()) done++;
+      unshared.shift();
+    }
+    retrying = false;
+    if (done > 0) log?.info({ msg: 'revocations applied here while the shared store was unavailable are shared now', count: done });
+    if (unshared.length > 0) shareLater();
+  };
   const load = async (): Promise<void> => {
     if (!shared || closed) return;
     clearTimeout(retry);
@@ -99,8 +130,12 @@ export function createRevocationHub(options: RevocationHubOptions): RevocationHu
       apply(entry, 'api');
       if (!shared) return;
       const text = seal({ entry, at: now });
-      const [added, published] = await Promise.all([shared.store.addScored(LIST, text, entry.until), shared.store.publish(LIST, text)]);
-      if (!added || !published) log?.warn({ msg: 'revocation applied here only: the shared store did not take it', kind: entry.kind });
+      // Behind revocations still waiting to be shared: shared in order, after them.
+      if (unshared.length === 0 && (await share(text, entry.until))) return;
+      if (unshared.length >= MAX_UNSHARED) return void log?.warn({ msg: 'revocation applied here only: the shared store did not take it', kind: entry.kind });
+      unshared.push({ text, until: entry.until });
+      log?.warn({ msg: 'revocation applied here only for now: shared once the shared store answers', kind: entry.kind });
+      shareLater();
     },
     async start() {
       if (!shared) return;
@@ -112,13 +147,17 @@ export function createRevocationHub(options: RevocationHubOptions): RevocationHu
           metrics?.revocationLag.observe(Math.max(0, clock() - message.at) / 1000);
           apply(message.entry, 'peer');
         },
-        () => void load(),
+        () => {
+          void load();
+          if (unshared.length > 0 && !retrying) void shareUnshared();
+        },
       );
       await load();
     },
     close() {
       closed = true;
       clearTimeout(retry);
+      clearTimeout(sharing);
     },
   };
 }

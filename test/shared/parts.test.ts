@@ -125,3 +125,31 @@ t.test('the revocation hub: a list that could not load at start is loaded once R
   t.equal(warnings.at(-1), 'unreadable revocation message ignored');
   t.equal(hub.list.size, 0);
 });
+
+t.test('the revocation hub: revocations accepted while Redis is down are shared once it answers', async (t) => {
+  const { createRevocationHub, LOAD_RETRY_MS } = await import('../../src/shared/revocation-hub.js');
+  // The hub's retry timer does not hold the process open: this test does, while it waits.
+  const alive = setInterval(() => undefined, 10);
+  t.teardown(() => clearInterval(alive));
+  const { store, state } = fakeStore();
+  const sealer = createSealer(Buffer.alloc(32, 6));
+  const said: string[] = [];
+  const log = { warn: (o: { msg: string }) => void said.push(o.msg), info: (o: { msg: string }) => void said.push(o.msg), error: () => undefined } as unknown as import('../../src/observability/logger.js').Logger;
+  const here = createRevocationHub({ clock: Date.now, log, shared: { store, sealer } });
+  const peer = createRevocationHub({ clock: Date.now, shared: { store, sealer } });
+  t.teardown(() => (here.close(), peer.close()));
+  await here.start();
+  await peer.start(); // the fake store keeps one subscriber per channel: the peer
+  state.down = true;
+  await here.revoke({ kind: 'token', key: 'k1' }, 60_000);
+  await here.revoke({ kind: 'client', clientId: 'tpp-gone', issuedBefore: 10 }, 60_000);
+  await here.revoke({ kind: 'token', key: 'expired' }, 1);
+  t.equal(here.list.size, 3, 'applied here at once');
+  t.equal(peer.list.size, 0, 'not shared while Redis is down');
+  t.same(said, Array(3).fill('revocation applied here only for now: shared once the shared store answers'));
+  state.down = false;
+  const deadline = Date.now() + 10 * LOAD_RETRY_MS;
+  while (peer.list.size < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.equal(peer.list.size, 2, 'shared once Redis answers; the one that expired meanwhile is not');
+  t.equal(said.at(-1), 'revocations applied here while the shared store was unavailable are shared now');
+});
