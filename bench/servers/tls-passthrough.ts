@@ -4,23 +4,13 @@
 // `combined` format, appended to a file through a WriteStream.
 import { createWriteStream } from 'node:fs';
 import { createServer, type ServerOptions } from 'node:https';
-import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
+import { forward } from './proxy.js';
 
 const { upstream, cert, key, ca, logFile } = JSON.parse(process.argv[2] ?? '{}') as { upstream: string; cert: string; key: string; ca: string; logFile: string };
 const pool = new Pool(upstream, { connections: 128, pipelining: 1, keepAliveTimeout: 4000 });
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect']);
 const log = createWriteStream(logFile, { flags: 'a' });
-
-function requestHeaders(req: IncomingMessage): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const name in req.headers) {
-    const value = req.headers[name];
-    if (value !== undefined && !HOP.has(name)) out[name] = value;
-  }
-  return out;
-}
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad = (n: number) => String(n).padStart(2, '0');
@@ -41,31 +31,15 @@ const quoted = (v: string | undefined) => (v === undefined || v === '' ? '"-"' :
 
 const options: ServerOptions = { cert, key, ca, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['http/1.1'] };
 const server = createServer(options, (req, res) => {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
   let bytes = '-';
   res.once('finish', () => {
     // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
     log.write(`${req.socket.remoteAddress ?? '-'} - - ${timeLocal()} ${quoted(`${req.method} ${req.url} HTTP/${req.httpVersion}`)} ${res.statusCode} ${bytes} ${quoted(req.headers.referer)} ${quoted(req.headers['user-agent'])}\n`);
   });
-  pool.stream(
-    { method: req.method as Dispatcher.HttpMethod, path: req.url ?? '/', headers: requestHeaders(req), body: hasBody ? req : null },
-    ({ statusCode, headers }) => {
-      const out: Record<string, string | string[]> = {};
-      for (const name in headers) {
-        const value = headers[name];
-        if (value !== undefined && !HOP.has(name)) out[name] = value;
-      }
-      const length = headers['content-length'];
-      if (typeof length === 'string') bytes = length;
-      res.writeHead(statusCode, out);
-      return res;
-    },
-    (error) => {
-      if (!error) return;
-      if (!res.headersSent) res.writeHead(502).end();
-      else res.destroy();
-    },
-  );
+  forward(pool, req, res, (headers) => {
+    const length = headers['content-length'];
+    if (typeof length === 'string') bytes = length;
+  });
 });
 server.keepAliveTimeout = 65000;
 server.listen(0, '127.0.0.1', () => {
