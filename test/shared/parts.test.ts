@@ -135,18 +135,21 @@ t.test('the revocation hub: revocations accepted while Redis is down are shared 
   const sealer = createSealer(Buffer.alloc(32, 6));
   const said: string[] = [];
   const log = { warn: (o: { msg: string }) => void said.push(o.msg), info: (o: { msg: string }) => void said.push(o.msg), error: () => undefined } as unknown as import('../../src/observability/logger.js').Logger;
-  const here = createRevocationHub({ clock: Date.now, log, shared: { store, sealer } });
-  const peer = createRevocationHub({ clock: Date.now, shared: { store, sealer } });
+  let now = 1_000_000_000;
+  const clock = () => now;
+  const here = createRevocationHub({ clock, log, shared: { store, sealer } });
+  const peer = createRevocationHub({ clock, shared: { store, sealer } });
   t.teardown(() => (here.close(), peer.close()));
   await here.start();
   await peer.start(); // the fake store keeps one subscriber per channel: the peer
   state.down = true;
   await here.revoke({ kind: 'token', key: 'k1' }, 60_000);
   await here.revoke({ kind: 'client', clientId: 'tpp-gone', issuedBefore: 10 }, 60_000);
-  await here.revoke({ kind: 'token', key: 'expired' }, 1);
+  await here.revoke({ kind: 'token', key: 'expired' }, 1000);
   t.equal(here.list.size, 3, 'applied here at once');
   t.equal(peer.list.size, 0, 'not shared while Redis is down');
   t.same(said, Array(3).fill('revocation applied here only for now: shared once the shared store answers'));
+  now += 2000; // the third has expired before Redis answers again
   state.down = false;
   const deadline = Date.now() + 10 * LOAD_RETRY_MS;
   while (peer.list.size < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
