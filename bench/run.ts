@@ -39,6 +39,12 @@ const dir = mkdtempSync(join(tmpdir(), 'certbound-bench-'));
 const logDir = logDirectory('certbound-bench-logs-');
 let logBytes = 0;
 const pki = await writeDemoPki(join(dir, 'pki'));
+// However the run ends, the demo PKI's private keys and the access logs do not stay on disk
+// (results.json does); lib/proc.ts kills the children still running.
+process.once('exit', () => {
+  rmSync(join(dir, 'pki'), { recursive: true, force: true });
+  rmSync(logDir, { recursive: true, force: true });
+});
 const certificateHeader = encodeURIComponent(pki.tppA.certPem);
 const HOT_TOKEN = 'hot-token-0123456789abcdefghijklmnopqrstuvw';
 const PATH = '/ob/aisp/accounts';

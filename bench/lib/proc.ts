@@ -43,6 +43,12 @@ function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
+/** Every child still running: killed when the bench exits, however it exits (a phase that throws included). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Starts `node [nodeArgs] <compiled bench/<script>> <json arg>` and waits for its first JSON line. */
 export async function startChild<T>(script: string, arg: unknown, nodeArgs: readonly string[] = []): Promise<Child<T>> {
   const argv = [...nodeArgs, `${COMPILED_BENCH_DIR}${script.replace(/\.ts$/, '.js')}`, JSON.stringify(arg)];
@@ -52,7 +58,8 @@ export async function startChild<T>(script: string, arg: unknown, nodeArgs: read
   const child: ChildProcess = cgroup
     ? spawn('sh', ['-c', 'echo $$ > "$CGROUP/cgroup.procs" && exec "$0" "$@"', process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CGROUP: cgroup } })
     : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  running.add(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => (running.delete(child), resolve(code))));
   const rl = createInterface({ input: child.stdout! });
   const later: unknown[] = [];
   let first: ((v: T) => void) | undefined;
