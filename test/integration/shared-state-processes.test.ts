@@ -11,6 +11,7 @@ import { createCa } from '../fixtures/pki.js';
 import { freePort, startRedis } from '../fixtures/redis.js';
 import { startIntrospection, startUpstream } from '../helpers/servers.js';
 import { call } from '../helpers/client.js';
+import { checkFanOut, until, type RevocationCase } from '../helpers/fan-out.js';
 
 // Three Node processes starting (seconds each on a busy machine) and up to a second of fan-out per case.
 const START_MS = 120_000;
@@ -92,14 +93,6 @@ const [one, two, three] = replicas as [Replica, Replica, Replica];
 const api = (r: Replica, token: string, cert = tppA) => call(`${r.url}/acc/x`, { headers: { authorization: `Bearer ${token}`, 'x-client-cert': encodeURIComponent(cert.certPem) } });
 const introspected = (token: string) => as.calls.filter((c) => c.form.get('token') === token).length;
 const metrics = async (r: Replica) => (await call(`${r.adminUrl}/metrics`)).text;
-async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return Date.now() - started;
-}
 
 t.test('300 distinct tokens spread over 3 processes: 300 introspection calls, not up to 900', async (t) => {
   for (let i = 0; i < 300; i++) t.equal((await api(replicas[i % 3] as Replica, `spread-${i}`)).status, 200);
@@ -121,22 +114,13 @@ t.test('1,000 concurrent first uses of one new token over the 3 processes: 1 int
 });
 
 t.test('revocation through one process: the other two refuse within 1 s of the 202, without asking the server', async (t) => {
-  const cases: Array<[string, unknown, string, typeof tppA]> = [
+  const cases: Array<RevocationCase<typeof tppA>> = [
     ['token', { token: 'byToken' }, 'byToken', tppA],
     ['client_id', { client_id: 'tpp-gone', issued_before: now + 1 }, 'byClient', tppA],
     ['certificate_thumbprint', { certificate_thumbprint: tppB.thumbprint }, 'byCertificate', tppB],
   ];
-  for (const [kind, body, token, cert] of cases) {
-    for (const r of replicas) t.equal((await api(r, token, cert)).status, 200, `${kind}: cached in every process first`);
-    const calls = introspected(token);
-    const res = await call(`${one.adminUrl}/revocations`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    t.equal(res.status, 202, kind);
-    for (const r of [two, three]) {
-      const waited = await until(`${kind} refused`, async () => (await api(r, token, cert)).status === 401, 1000);
-      t.ok(waited <= 1000, `${kind}: refused after ${waited} ms`);
-    }
-    t.equal(introspected(token), calls, `${kind}: the server was never asked`);
-  }
+  const revoke = (body: unknown) => call(`${one.adminUrl}/revocations`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  await checkFanOut(t, { replicas, others: [two, three], cases, api, revoke, introspected });
   t.equal((await api(three, 'kept')).status, 200, 'other tokens still pass');
   t.match(await metrics(three), /certbound_revocations_total\{kind="certificate",origin="peer"\} 1/);
 });

@@ -10,6 +10,7 @@ import { startRedis, startSilentServer } from '../fixtures/redis.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startIntrospection, startUpstream } from '../helpers/servers.js';
 import { call } from '../helpers/client.js';
+import { checkFanOut, until, type RevocationCase } from '../helpers/fan-out.js';
 import { proof, proofKey } from '../dpop/fixtures.js';
 import { createSealer } from '../../src/shared/seal.js';
 
@@ -64,14 +65,6 @@ const api = (gw: TestGateway, token: string, cert = tppA) => call(`${gw.url}/acc
 const introspected = (token: string) => as.calls.filter((c) => c.form.get('token') === token).length;
 const revoke = (gw: TestGateway, body: unknown) =>
   call(`${gw.adminUrl}/revocations`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return Date.now() - started;
-}
 const sharedKeys = async (): Promise<number> => Number(await redis.cli('EVAL', "return #redis.call('KEYS', 'certbound:token:*')", '0'));
 
 t.test('300 distinct tokens spread over 3 replicas: 300 introspection calls, not up to 900', async (t) => {
@@ -129,22 +122,12 @@ t.test('Redis holds no claim in clear; a value rewritten there is refused and th
 });
 
 t.test('revocation through one replica: the others refuse within 1 s, without asking the server', async (t) => {
-  const cases: Array<[string, unknown, string, typeof tppA]> = [
+  const cases: Array<RevocationCase<typeof tppA>> = [
     ['token', { token: 'byToken' }, 'byToken', tppA],
     ['client_id', { client_id: 'tpp-gone', issued_before: now + 1 }, 'byClient', tppA],
     ['certificate', { certificate_thumbprint: tppB.thumbprint }, 'byCertificate', tppB],
   ];
-  for (const [kind, body, token, cert] of cases) {
-    for (const gw of replicas) t.equal((await api(gw, token, cert)).status, 200, `${kind}: cached everywhere first`);
-    const calls = introspected(token);
-    const res = await revoke(one, body);
-    t.equal(res.status, 202, kind);
-    for (const gw of [two, three]) {
-      const waited = await until(`${kind} refused`, async () => (await api(gw, token, cert)).status === 401, 1000);
-      t.ok(waited <= 1000, `${kind}: refused after ${waited} ms`);
-    }
-    t.equal(introspected(token), calls, `${kind}: the server was never asked`);
-  }
+  await checkFanOut(t, { replicas, others: [two, three], cases, api, revoke: (body) => revoke(one, body), introspected });
   t.equal((await api(two, 'kept')).status, 200, 'other tokens still pass');
   t.match(await two.metrics.registry.metrics(), /certbound_revocations_total\{kind="token",origin="peer"\} 1/);
 });
