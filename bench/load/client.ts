@@ -11,6 +11,8 @@ export interface Target {
 }
 
 const HEADER_END = Buffer.from('\r\n\r\n');
+/** A server that stops answering fails the request (counted as an error) instead of hanging the bench. */
+const REQUEST_TIMEOUT_MS = 30_000;
 const CHUNKED_END = Buffer.from('0\r\n\r\n');
 
 export class Connection {
@@ -37,6 +39,7 @@ export class Connection {
     const { host, port, tls } = this.target;
     const socket = tls ? tlsConnect({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key }) : netConnect({ host, port });
     socket.setNoDelay(true);
+    socket.setTimeout(REQUEST_TIMEOUT_MS, () => socket.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     const fail = (error?: Error) => {
       if (this.socket === socket) this.socket = undefined;
