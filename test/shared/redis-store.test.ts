@@ -75,6 +75,15 @@ async function connected(t: Test, url: string, options?: Partial<RedisStoreOptio
   return s;
 }
 
+/** A subscription to 'events' that has heard a message: what it hears, and how often onReconnect ran. */
+async function subscribed(t: Test, store: SharedStore): Promise<{ heard: string[]; reconnects: () => number }> {
+  const heard: string[] = [];
+  let reconnects = 0;
+  store.subscribe('events', (m) => heard.push(m), () => reconnects++);
+  await until(t, 'the subscription', async () => (await store.publish('events', 'before')) && heard.length > 0);
+  return { heard, reconnects: () => reconnects };
+}
+
 /** Every call once, with what it resolved to and how long it took. */
 async function everyCall(store: SharedStore) {
   const results = await Promise.all([
@@ -273,10 +282,7 @@ t.test('nothing listening: every call misses at once, one warning, and it connec
 t.test('Redis killed, then started again on its port', async (t) => {
   const r = await redis(t);
   const s = await connected(t, r.url);
-  const heard: string[] = [];
-  let reconnects = 0;
-  s.store.subscribe('events', (m) => heard.push(m), () => reconnects++);
-  await until(t, 'the subscription', async () => (await s.store.publish('events', 'before')) && heard.length > 0);
+  const { heard, reconnects } = await subscribed(t, s.store);
   t.equal(await s.store.set('k', Buffer.from('v'), 60_000), true);
   t.same(s.errors, []);
 
@@ -309,7 +315,7 @@ t.test('Redis killed, then started again on its port', async (t) => {
 
   heard.length = 0;
   await until(t, 'the subscription made again', async () => (await s.store.publish('events', 'after')) && heard.length > 0);
-  t.equal(reconnects, 1, 'onReconnect once, for the re-established subscription');
+  t.equal(reconnects(), 1, 'onReconnect once, for the re-established subscription');
   await until(t, 'the late subscription', async () => (await s.store.publish('late', 'hi')) && late.length > 0);
   t.equal(lateReconnects, 0);
 });
@@ -339,10 +345,7 @@ t.test('one slow answer is a miss, not an outage: the connection is kept when th
 t.test('Redis paused (SIGSTOP): calls time out, the connection is dropped and made again', async (t) => {
   const r = await redis(t);
   const s = await connected(t, r.url);
-  const heard: string[] = [];
-  let reconnects = 0;
-  s.store.subscribe('events', (m) => heard.push(m), () => reconnects++);
-  await until(t, 'the subscription', async () => (await s.store.publish('events', 'before')) && heard.length > 0);
+  const { heard, reconnects } = await subscribed(t, s.store);
   t.same(s.errors, []);
 
   r.pause();
@@ -374,17 +377,14 @@ t.test('Redis paused (SIGSTOP): calls time out, the connection is dropped and ma
   t.same(s.infos, [{ msg: 'shared state available again' }]);
   await until(t, 'the subscription made again', async () => (await s.store.publish('events', 'after')) && heard.includes('after'));
   await until(t, 'the subscription made while paused', async () => (await s.store.publish('during', 'after')) && during.length > 0);
-  t.equal(reconnects, 1, 'onReconnect for the subscription made again');
+  t.equal(reconnects(), 1, 'onReconnect for the subscription made again');
   t.equal(duringReconnects, 0, 'not for a first subscription, however late');
 });
 
 t.test('an idle connection that stops answering is noticed by PING', async (t) => {
   const r = await redis(t);
   const s = await connected(t, r.url, { pingMs: 100 });
-  const heard: string[] = [];
-  let reconnects = 0;
-  s.store.subscribe('events', (m) => heard.push(m), () => reconnects++);
-  await until(t, 'the subscription', async () => (await s.store.publish('events', 'before')) && heard.length > 0);
+  const { reconnects } = await subscribed(t, s.store);
   r.pause();
   await until(t, 'the outage noticed without a call', () => !s.store.connected());
   t.match(s.warns, [{ msg: 'shared state unavailable', err: `no answer to PING within ${TIMEOUT_MS} ms` }]);
@@ -394,7 +394,7 @@ t.test('an idle connection that stops answering is noticed by PING', async (t) =
   r.resume();
   await until(t, 'connected again', () => s.store.connected());
   // The subscriber connection was checked too: made again, it calls onReconnect.
-  await until(t, 'onReconnect', () => reconnects > 0);
+  await until(t, 'onReconnect', () => reconnects() > 0);
 });
 
 t.test('a PING answered with an error drops the connection too', async (t) => {
