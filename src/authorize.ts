@@ -64,9 +64,13 @@ const then = <T, U>(value: T | Promise<T>, next: (value: T) => U | Promise<U>): 
 const missingCertificate = (cert: CertificateResult): GatewayError =>
   new GatewayError('certificate_missing', `client certificate required${!cert.present && cert.why ? `: ${cert.why}` : ''}`);
 
+const noServer = (): never => {
+  throw new GatewayError('as_unavailable', 'no authorization server configured');
+};
+
 /** The token's claims: from the cache synchronously, else validated (introspection, JWT). */
 function claimsOf(tokens: TokenValidator | undefined, token: string): TokenClaims | Promise<TokenClaims> {
-  if (!tokens) throw new GatewayError('as_unavailable', 'no authorization server configured');
+  if (!tokens) return noServer();
   return tokens.cached(token) ?? tokens.validate(token);
 }
 
@@ -104,9 +108,10 @@ function keyBound(route: RouteConfig, parts: AuthParts, dpop: DpopParts, trust: 
     // holds. A token to look up: its first use is claimed meanwhile, so that the Redis calls of
     // the two overlap (a request waits at most 2 × timeout_ms on Redis in all); the verdict still
     // comes after the binding.
-    const cached = parts.tokens?.cached(token);
+    const tokens = parts.tokens ?? noServer();
+    const cached = tokens.cached(token);
     const claimed = cached === undefined ? claimFirstUse(dpop, proven) : undefined;
-    return then(cached ?? claimsOf(parts.tokens, token), (claims) => then(bindKey(dpop, claims, proven, claimed), () => {
+    return then(cached ?? tokens.validate(token), (claims) => then(bindKey(dpop, claims, proven, claimed), () => {
       const certificate = claims.x5tS256Bytes === undefined ? undefined : checkBinding(claims, parts.readCertificate(view));
       checkScopes(claims, route.scopes);
       const identity: Identity = {
