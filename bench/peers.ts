@@ -6,7 +6,8 @@
 //   (P1) nginx (Debian), worker_processes 1, pass-through        (P2) Apache 2.4 event + mod_ssl + mod_proxy_http, pass-through
 //   (P3) Apache 2.4 + mod_auth_openidc, the whole job             (P4) bare Node TLS proxy (servers/tls-passthrough.ts)
 //   (P5) certbound, TLS listener, certificate_bound_token, access log at info
-// Each round starts (P1)…(P5) in that order, each a fresh process, measured by the Node generator
+//   (P6) the bare Node TLS proxy under node:cluster, a worker per CPU: what more cores give a Node server here
+// Each round starts (P1)…(P6) in that order, each a fresh process, measured by the Node generator
 // (client certificate tppA) in its own process; medians of the rounds are compared.
 // Servers and their configuration templates: bench/peers/servers.ts; probes: bench/peers/probes.ts.
 import { rmSync } from 'node:fs';
@@ -48,6 +49,8 @@ export interface PeersPhase {
 }
 
 interface Run {
+  /** 0-based: the run of each server in one round are neighbours in time, so their ratio is paired. */
+  readonly round: number;
   readonly r: LoadResult;
   /** Sum of VmHWM over the process tree (shared pages counted once per process). */
   readonly rssMb: number;
@@ -87,7 +90,8 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
   const refusedToMeasure: Partial<Record<Kind, string>> = {};
   let findings: Readonly<Record<string, string>> = {};
   const tls: Record<string, string> = {};
-  const runs: Record<Kind, Run[]> = { nginx: [], apache: [], openidc: [], node: [], certbound: [] };
+  const perKind = <T>(): Record<Kind, T[]> => Object.fromEntries(KINDS.map((k) => [k, []])) as unknown as Record<Kind, T[]>;
+  const runs = perKind<Run>();
   const { start, stopAll, killAll } = servers({ pki, upstreamUrl: p.upstreamUrl, logDir, startGateway: p.startGateway });
   process.once('exit', killAll);
 
@@ -102,7 +106,7 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
   const callsOf = async (kind: Kind) => (kind === 'openidc' ? (await asStats()).calls : kind === 'certbound' ? await p.asCalls() : 0);
 
   /** One measured run: the generator (tppA, the hot token) against `server`, CPU and RSS of its process tree. */
-  const measure = async (kind: Kind, name: string, server: Server): Promise<Run> => {
+  const measure = async (kind: Kind, round: number, name: string, server: Server): Promise<Run> => {
     const before = await callsOf(kind);
     p.log(`${name}: warm-up ${p.warmup}s, then ${p.seconds}s`);
     const cpu0 = treeCpuSeconds(server.pid);
@@ -120,7 +124,7 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
     const rss = treePeakRss(server.pid);
     const after = await callsOf(kind);
     const run: Run = {
-      r, rssMb: rss.mb, processes: rss.processes, cpuUs: (cpu / (r.requests + (r.warmup?.requests ?? 0))) * 1e6,
+      round, r, rssMb: rss.mb, processes: rss.processes, cpuUs: (cpu / (r.requests + (r.warmup?.requests ?? 0))) * 1e6,
       ...(TOKEN_CHECKING.has(kind) ? { introspections: after - before } : {}),
     };
     p.log(`${name}: ${r.rps} req/s, p50 ${r.latency.p50Ms} ms, p99 ${r.latency.p99Ms} ms, ${r1(run.cpuUs)} µs CPU/request (${rss.processes} process(es), warm-up included), peak RSS ${r1(rss.mb)} MiB, ${r.non2xx + r.errors} errors${run.introspections !== undefined ? `, ${run.introspections} introspection(s) during the run` : ''}`);
@@ -142,7 +146,7 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
     }
 
     const callsBefore = { certbound: await p.asCalls(), openidc: as ? (await asStats()).calls : 0 };
-    const probes: Record<Kind, string[]> = { nginx: [], apache: [], openidc: [], node: [], certbound: [] };
+    const probes = perKind<string>();
     for (let round = 0; round < p.rounds; round++) {
       for (const kind of KINDS) {
         if (missing[kind] || refusedToMeasure[kind]) continue;
@@ -164,7 +168,7 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
             console.log(`info  peers: ${name}: not measured, ${b.figure}`);
             continue;
           }
-          runs[kind].push(await measure(kind, name, started.server));
+          runs[kind].push(await measure(kind, round, name, started.server));
         } finally {
           await started.server.stop();
           accessLogBytes += started.cleanup();
@@ -181,6 +185,7 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
       openidc: `Apache ${versions.apache} + mod_auth_openidc ${versions.openidc}, introspection (shm cache), scope, binding`,
       node: 'bare Node TLS proxy (node:https + undici Pool), mTLS pass-through',
       certbound: 'certbound mTLS, certificate_bound_token, log info',
+      cluster: `${LABEL.cluster.slice(5)}, mTLS pass-through`,
     };
     for (const kind of KINDS) {
       const xs = runs[kind];
@@ -215,17 +220,43 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
     };
     const why = (kind: Kind) => missing[kind] ?? refusedToMeasure[kind] ?? 'no run';
     const cb = stat('certbound');
+    /** `a`'s req/s over `b`'s in each round both ran: neighbours in time, so the host's drift over the run cancels. */
+    const paired = (a: Kind, b: Kind): number[] =>
+      runs[a].flatMap((x) => {
+        const y = runs[b].find((z) => z.round === x.round);
+        return y ? [x.r.rps / y.r.rps] : [];
+      });
+    const pairedFigure = (a: Kind, b: Kind): string => {
+      const xs = paired(a, b);
+      return xs.length > 0 ? `; round by round ${xs.map(r3).join(', ')} (median ${r3(medianOf(xs))})` : '';
+    };
     const target = (kind: Kind, factor: number, withP99: boolean) => {
       const other = stat(kind);
       const name = `certbound ≥ ${factor.toFixed(1)} × ${LABEL[kind].slice(5)} (req/s, medians of ${p.rounds})${withP99 ? ', p99 no worse' : ''}`;
       if (!cb || !other) return p.check(name, false, `not measured: ${!cb ? `certbound: ${why('certbound')}` : `${LABEL[kind]}: ${why(kind)}`}`);
       const ratio = cb.rps / other.rps;
       const p99ok = !withP99 || cb.p99 <= other.p99;
-      p.check(name, ratio >= factor && p99ok, `${r3(ratio)} (${Math.round(cb.rps)} / ${Math.round(other.rps)} req/s)${withP99 ? `; p99 ${cb.p99} vs ${other.p99} ms (medians of the rounds' p99)` : ''}`);
+      p.check(name, ratio >= factor && p99ok, `${r3(ratio)} (${Math.round(cb.rps)} / ${Math.round(other.rps)} req/s)${pairedFigure('certbound', kind)}${withP99 ? `; p99 ${cb.p99} vs ${other.p99} ms (medians of the rounds' p99)` : ''}`);
     };
     target('openidc', TARGET_VS_OPENIDC, true);
     target('node', TARGET_VS_NODE, false);
     target('nginx', TARGET_VS_NGINX, false);
+    // The Node ceiling of the two targets against C servers: the same ratio for the servers that
+    // check nothing, (P4) and (P6). If neither reaches the factor, no Node server does on this
+    // machine, however lean, and with or without more processes (the generator and the upstream
+    // share its CPUs).
+    const ceiling = (kind: Kind, factor: number) => {
+      const other = stat(kind);
+      const ceilings = (['node', 'cluster'] as const).flatMap((k) => {
+        const s = stat(k);
+        return s && other ? [{ k, ratio: s.rps / other.rps }] : [];
+      });
+      if (ceilings.length === 0) return;
+      const reached = ceilings.some((c) => c.ratio >= factor);
+      console.log(`info  peers: the Node ceiling for ≥ ${factor.toFixed(1)} × ${short(kind)}: ${ceilings.map((c) => `${short(c.k)} ${r3(c.ratio)}${pairedFigure(c.k, kind)}`).join('; ')} — ${reached ? 'within reach of a Node server here' : 'out of reach for a Node server on this machine, with or without node:cluster'}`);
+    };
+    ceiling('openidc', TARGET_VS_OPENIDC);
+    ceiling('nginx', TARGET_VS_NGINX);
     // CPU per request is steadier than req/s here, and shows which server was near a core's worth
     // (the generator and the upstream share the two vCPUs with it).
     const cpuOf = (kind: Kind) => medianOf(runs[kind].map((x) => x.cpuUs));

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DemoPki, Issued } from '../../test/fixtures/pki.js';
 import { startChild, type Child } from '../lib/proc.js';
@@ -22,11 +22,15 @@ const CLIENT_SECRET = 'bench';
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
 
-export type Kind = 'nginx' | 'apache' | 'openidc' | 'node' | 'certbound';
-export const KINDS: readonly Kind[] = ['nginx', 'apache', 'openidc', 'node', 'certbound'];
+/** BENCH_PEERS_WORKERS: the worker processes of (P6), the bare proxy under node:cluster (default: one per CPU). */
+export const CLUSTER_WORKERS = Number(process.env.BENCH_PEERS_WORKERS ?? availableParallelism());
+
+export type Kind = 'nginx' | 'apache' | 'openidc' | 'node' | 'certbound' | 'cluster';
+export const KINDS: readonly Kind[] = ['nginx', 'apache', 'openidc', 'node', 'certbound', 'cluster'];
 export const TOKEN_CHECKING: ReadonlySet<Kind> = new Set(['openidc', 'certbound']);
 export const LABEL: Readonly<Record<Kind, string>> = {
   nginx: '(P1) nginx', apache: '(P2) Apache pass-through', openidc: '(P3) Apache + mod_auth_openidc', node: '(P4) bare Node TLS proxy', certbound: '(P5) certbound',
+  cluster: `(P6) bare Node TLS proxy × ${CLUSTER_WORKERS} (node:cluster)`,
 };
 /** `(P1)`…`(P5)`. */
 export const short = (kind: Kind): string => LABEL[kind].split(' ')[0] ?? kind;
@@ -184,9 +188,9 @@ export function servers(setup: ServerSetup): Servers {
       rmSync(accessLog, { force: true });
       return bytes;
     };
-    if (kind === 'node') {
+    if (kind === 'node' || kind === 'cluster') {
       const child = await startChild<{ port: number }>('servers/tls-passthrough.ts', {
-        upstream: setup.upstreamUrl, cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem, logFile: accessLog,
+        upstream: setup.upstreamUrl, cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem, logFile: accessLog, workers: kind === 'cluster' ? CLUSTER_WORKERS : 1,
       });
       return { server: fromChild(child), cleanup: logBytes };
     }
