@@ -11,6 +11,7 @@ import { revocationPhase } from './revocation.js';
 import { dpopPhase } from './dpop.js';
 import { sharedPhase } from './shared.js';
 import { peersPhase } from './peers.js';
+import { instructionsPhase } from './instructions.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
@@ -223,6 +224,14 @@ if (ONLY.has('peers')) {
   results.peers = await peersPhase({
     dir, upstreamUrl, rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS, path: PATH, token: HOT_TOKEN, pki,
     startGateway: () => startGateway({ level: 'info', tls: true }), asCalls, row: (name, r, rss) => rows.push(generatorRow(name, r, rss)), check, log,
+  });
+}
+
+// Not in the default list (~6 min, needs valgrind): an A/B instrument, not a target.
+if (ONLY.has('instructions')) {
+  results.instructions = await instructionsPhase({
+    upstreamUrl, rounds: Math.min(ROUNDS, 2), path: PATH, token: HOT_TOKEN, pki, log,
+    gatewayArg: () => ({ doc: gatewayDoc({ level: 'info', tls: true }), baseDir: dir, logFile: join(logDir, 'access-instructions.log') }),
   });
 }
 

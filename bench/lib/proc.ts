@@ -49,9 +49,12 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** The JavaScript that bench/<script> compiles to. */
+export const compiledScript = (script: string): string => `${COMPILED_BENCH_DIR}${script.replace(/\.ts$/, '.js')}`;
+
 /** Starts `node [nodeArgs] <compiled bench/<script>> <json arg>` and waits for its first JSON line. */
 export async function startChild<T>(script: string, arg: unknown, nodeArgs: readonly string[] = []): Promise<Child<T>> {
-  const argv = [...nodeArgs, `${COMPILED_BENCH_DIR}${script.replace(/\.ts$/, '.js')}`, JSON.stringify(arg)];
+  const argv = [...nodeArgs, compiledScript(script), JSON.stringify(arg)];
   // BENCH_GATEWAY_CGROUP: a cgroup directory (e.g. a memory cgroup with the pod's limit) that the
   // certbound process joins before node starts, so V8 sizes its heap as it would in the container.
   const cgroup = script === 'servers/gateway.ts' ? process.env.BENCH_GATEWAY_CGROUP : undefined;
