@@ -49,7 +49,7 @@ export interface PeersPhase {
 }
 
 interface Run {
-  /** 0-based: the run of each server in one round are neighbours in time, so their ratio is paired. */
+  /** 0-based: the runs of one round are neighbours in time, so their ratios are paired. */
   readonly round: number;
   readonly r: LoadResult;
   /** Sum of VmHWM over the process tree (shared pages counted once per process). */
@@ -253,7 +253,8 @@ export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
       });
       if (ceilings.length === 0) return;
       const reached = ceilings.some((c) => c.ratio >= factor);
-      console.log(`info  peers: the Node ceiling for ≥ ${factor.toFixed(1)} × ${short(kind)}: ${ceilings.map((c) => `${short(c.k)} ${r3(c.ratio)}${pairedFigure(c.k, kind)}`).join('; ')} — ${reached ? 'within reach of a Node server here' : 'out of reach for a Node server on this machine, with or without node:cluster'}`);
+      const verdict = reached ? 'within reach of a Node server here' : `out of reach for a Node server on this machine${ceilings.some((c) => c.k === 'cluster') ? ', with or without node:cluster' : ' in one process ((P6) not measured)'}`;
+      console.log(`info  peers: the Node ceiling for ≥ ${factor.toFixed(1)} × ${short(kind)}: ${ceilings.map((c) => `${short(c.k)} ${r3(c.ratio)}${pairedFigure(c.k, kind)}`).join('; ')} — ${verdict}`);
     };
     ceiling('openidc', TARGET_VS_OPENIDC);
     ceiling('nginx', TARGET_VS_NGINX);
