@@ -17,8 +17,8 @@ import { createInterface } from 'node:readline';
 import { Pool } from 'undici';
 import type { DemoPki } from '../test/fixtures/pki.js';
 import { compiledScript } from './lib/proc.js';
+import { env, midpointMedian } from './lib/stats.js';
 
-const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 /** BENCH_INSTRUCTIONS_WARMUP, BENCH_INSTRUCTIONS_REQUESTS: requests before the counters are zeroed, and counted after. */
 const WARMUP = env('BENCH_INSTRUCTIONS_WARMUP', 6000);
 const REQUESTS = env('BENCH_INSTRUCTIONS_REQUESTS', 4000);
@@ -45,12 +45,6 @@ interface Count {
   readonly all: number;
 }
 
-/** The median; for an even count, the mean of the middle two. */
-function medianOf(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 const k = (x: number): string => `${(x / 1000).toFixed(1)}k`;
 
 /** `summary:` (or `totals:`) of each per-thread dump of the first dump (`cg.<pid>.1-NN`), by thread number. */
@@ -155,8 +149,8 @@ export async function instructionsPhase(p: InstructionsPhase): Promise<Instructi
     return { ...figures, notMeasured: failure };
   }
   const line = (field: keyof Count) => {
-    const node = medianOf(figures.node.map((c) => c[field]));
-    const cb = medianOf(figures.certbound.map((c) => c[field]));
+    const node = midpointMedian(figures.node.map((c) => c[field]));
+    const cb = midpointMedian(figures.certbound.map((c) => c[field]));
     const rounds = (xs: readonly Count[]) => xs.map((c) => k(c[field])).join(', ');
     return `(P4) ${k(node)} (${rounds(figures.node)}), (P5) ${k(cb)} (${rounds(figures.certbound)}): certbound ${(cb / node).toFixed(3)} ×, +${k(cb - node)}`;
   };

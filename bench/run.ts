@@ -12,8 +12,8 @@ import { dpopPhase } from './dpop.js';
 import { sharedPhase } from './shared.js';
 import { peersPhase } from './peers.js';
 import { instructionsPhase } from './instructions.js';
+import { env } from './lib/stats.js';
 
-const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SECONDS = env('BENCH_SECONDS', 10);
 const WARMUP = env('BENCH_WARMUP', 3);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 50);
@@ -227,7 +227,7 @@ if (ONLY.has('peers')) {
   });
 }
 
-// Not in the default list (~6 min, needs valgrind): an A/B instrument, not a target.
+// Not in the default list (~12 min, needs valgrind): an A/B instrument, not a target.
 if (ONLY.has('instructions')) {
   results.instructions = await instructionsPhase({
     upstreamUrl, rounds: Math.min(ROUNDS, 2), path: PATH, token: HOT_TOKEN, pki, log,

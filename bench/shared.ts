@@ -14,13 +14,13 @@ import { Pool } from 'undici';
 import { freePort, startRedis, type RunningRedis } from '../test/fixtures/redis.js';
 import { cpuSeconds, startChild, type Child } from './lib/proc.js';
 import { wrk, type WrkResult } from './lib/wrk.js';
+import { env, medianOf } from './lib/stats.js';
 
 /** Issue 14: AS calls per distinct token, three replicas sharing Redis. */
 export const TARGET_CALLS_PER_TOKEN = 1.05;
 /** Issue 14: hot-path throughput with redis_url set ≥ this × without. */
 export const TARGET_SHARED_RATIO = 0.97;
 
-const env = (name: string, fallback: number): number => (process.env[name] ? Number(process.env[name]) : fallback);
 /** Distinct tokens per scenario of (S). */
 const TOKENS = env('BENCH_SHARED_TOKENS', 3000);
 /** Requests in flight at once in (S), over the three replicas: below max_concurrent_requests (64) per replica without Redis. */
@@ -88,7 +88,6 @@ interface Run {
   readonly load: readonly [number, number];
 }
 
-const medianOf = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 const byRps = (runs: readonly Run[]): Run => [...runs].sort((a, b) => a.r.rps - b.r.rps)[Math.floor(runs.length / 2)] as Run;
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
