@@ -85,22 +85,44 @@ function membersOf(r: RequestRecord): AccessMembers {
 }
 
 /**
+ * `time` as pino's isoTime writes it, `new Date(now).toISOString()`: the text up to the seconds
+ * is made once a second, the milliseconds spliced in (toISOString once a millisecond cost ~0.9k
+ * instructions a request under load, BENCHMARKS.md).
+ */
+function isoClock(): (now: number) => string {
+  let second = Number.NaN;
+  let upToSeconds = '';
+  return (now) => {
+    const s = Math.floor(now / 1000);
+    if (s !== second) {
+      second = s;
+      // "2026-12-02T15:10:54." (years 0–9999: what Date.now() gives).
+      upToSeconds = new Date(s * 1000).toISOString().slice(0, 20);
+    }
+    const milli = now - s * 1000;
+    return `${upToSeconds}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+  };
+}
+
+/**
  * Formats access lines in exactly the shape of the logger's own lines:
  * `{"level":"info","time":"<ISO>",<bindings>,"msg":"request",<members>}\n`. The envelope is
  * pino's, rebuilt once per millisecond (level formatter and ISO time as logger.ts configures
  * them; `bindings` is the logger's, JSON.stringify'd); the members are the schema's.
+ * `now`: the clock, milliseconds (a test's own).
  */
-export function accessLineFormat(bindings: object): (record: RequestRecord) => string {
+export function accessLineFormat(bindings: object, now: () => number = Date.now): (record: RequestRecord) => string {
   const bound = JSON.stringify(bindings).slice(1, -1);
   const tail = `${bound === '' ? '' : `,${bound}`},"msg":"request",`;
+  const iso = isoClock();
   let stampedAt = Number.NaN;
   let prefix = '';
   return (record) => {
     const members = serializeMembers(membersOf(record));
-    const now = Date.now();
-    if (now !== stampedAt) {
-      stampedAt = now;
-      prefix = `{"level":"info","time":"${new Date(now).toISOString()}"${tail}`;
+    const at = now();
+    if (at !== stampedAt) {
+      stampedAt = at;
+      prefix = `{"level":"info","time":"${iso(at)}"${tail}`;
     }
     // The members' opening brace gives way to the envelope.
     return `${prefix}${members.slice(1)}\n`;

@@ -193,3 +193,29 @@ t.test("the envelope carries the logger's bindings, JSON-escaped, or none", asyn
     '{"level":"info","time":0,"msg":"request","interaction_id":"0b6b2e31-1c2e-4e4b-9b8a-4f1e2d3c4b5a","route":"none","method":"BREW","status":404,"outcome":"rejected","latency_ms":0.002,"response_bytes":0}\n',
   );
 });
+
+t.test('the time is toISOString of the clock, millisecond by millisecond, across seconds and back', async (t) => {
+  let clock = 0;
+  const line = accessLineFormat({}, () => clock);
+  const timeOf = (): string => (JSON.parse(line(bare)) as { time: string }).time;
+  const base = Date.UTC(2026, 11, 31, 23, 59, 59);
+  const instants = [
+    base, base + 5, base + 99, base + 100, base + 999, base + 1000, base + 1001, // into 2027, same and next second
+    base + 999, base - 1, // the clock stepped back, within and across seconds
+    0, 9, 1_000_000_000_123, Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+  ];
+  for (const at of instants) {
+    clock = at;
+    t.equal(timeOf(), new Date(at).toISOString(), `at ${at}`);
+  }
+  // fast-check: any instant in any order, starting from any second.
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: Date.UTC(9999, 11, 31, 23, 59, 59, 999) }), { minLength: 1, maxLength: 20 }), (ats) => {
+      for (const at of ats) {
+        clock = at;
+        if (timeOf() !== new Date(at).toISOString()) throw new Error(`at ${at}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
