@@ -1,14 +1,15 @@
 // `BENCH_ONLY=instructions npm run bench`: instructions per request under valgrind's callgrind, the
 // bare Node TLS proxy (peers' (P4)) against certbound (peers' (P5)), alternated. Not a target: an
 // A/B instrument that this VM's noise cannot move (req/s rounds here spread 1.3–2.3 ×; these
-// counts repeat within a few per cent), for measuring a change before and after.
+// counts repeat within 0.5 % for the proxy, ±4 % for certbound), for measuring a change.
 // Each server runs under `valgrind --tool=callgrind --separate-threads=yes`; the bench's own client
 // (undici, client certificate tppA, 8 connections) sends a warm-up, the counters are zeroed
 // (callgrind_control -z), a fixed number of requests follow, and the counters are dumped (-d).
 // Under valgrind a process runs ~50 × slower, so whatever is cached per millisecond (certbound's
-// log timestamp) or per second (node:http's Date header) is rebuilt more often than at full speed,
+// log envelope) or per second (node:http's Date header) is rebuilt more often than at full speed,
 // and V8's compiler threads are still busy after the warm-up: the main thread's count is the one
-// to compare.
+// to compare, and for certbound it follows V8's tiers (±4 % from round to round): compare
+// changes function by function (BENCH_INSTRUCTIONS_KEEP), totals over several rounds.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
