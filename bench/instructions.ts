@@ -1,6 +1,6 @@
 // `BENCH_ONLY=instructions npm run bench`: instructions per request under valgrind's callgrind, the
 // bare Node TLS proxy (peers' (P4)) against certbound (peers' (P5)), alternated. Not a target: an
-// A/B instrument that this VM's noise cannot move (req/s rounds here spread 1.3–2.3 ×; these
+// A/B instrument that this VM's noise hardly moves (req/s rounds here spread 1.3–2.3 ×; these
 // counts repeat within 0.5 % for the proxy, ±4 % for certbound), for measuring a change.
 // Each server runs under `valgrind --tool=callgrind --separate-threads=yes`; the bench's own client
 // (undici, client certificate tppA, 8 connections) sends a warm-up, the counters are zeroed

@@ -86,7 +86,7 @@ function membersOf(r: RequestRecord): AccessMembers {
 
 /**
  * `time` as pino's isoTime writes it, `new Date(now).toISOString()`: the text up to the seconds
- * is made once a second, the milliseconds spliced in (toISOString once a millisecond cost ~0.9k
+ * is made once a second, the milliseconds spliced in (toISOString once a millisecond cost ~0.7k
  * instructions a request under load, BENCHMARKS.md).
  */
 function isoClock(): (now: number) => string {
