@@ -10,7 +10,7 @@ import type { LoadResult, LoadSpec } from './load/generate.js';
 import type { MicroResult, MicroSpec } from './micro/dpop-verify.js';
 import { newDpopKey, proofSigner } from './lib/dpop-proofs.js';
 import { runChild, startChild, type Child } from './lib/proc.js';
-import { medianOf } from './lib/stats.js';
+import { byRps, medianOf } from './lib/stats.js';
 
 /** A DPoP request's CPU may exceed the mTLS request's by one ES256 verification plus this. */
 export const TARGET_DPOP_OVERHEAD_US = 10;
@@ -87,7 +87,6 @@ export interface DpopFigures {
   readonly equalRate?: { readonly rate: number; readonly mtls: readonly Run[]; readonly dpop: readonly Run[] };
 }
 
-const byRps = (runs: readonly Run[]): Run => [...runs].sort((a, b) => a.r.rps - b.r.rps)[Math.floor(runs.length / 2)] as Run;
 const us = (x: number): number => Math.round(x * 10) / 10;
 
 export async function dpopPhase(p: DpopPhase): Promise<DpopFigures> {

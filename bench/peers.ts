@@ -17,7 +17,7 @@ import { logDirectory, runChild, type Child } from './lib/proc.js';
 import { introspectionStats, missingSoftware, probeBinding, probeOpenidc, softwareVersions } from './peers/probes.js';
 import { KINDS, LABEL, short, servers, startOpenidcAs, TOKEN_CHECKING, type Kind, type Server, type Started } from './peers/servers.js';
 import { treeCpuSeconds, treePeakRss } from './peers/tree.js';
-import { medianOf } from './lib/stats.js';
+import { byRps, medianOf, r1, r3 } from './lib/stats.js';
 
 /** Issue 15: certbound's req/s ≥ this × Apache + mod_auth_openidc's (medians), p99 no worse. */
 export const TARGET_VS_OPENIDC = 2.0;
@@ -71,9 +71,6 @@ export interface PeersFigures {
   readonly accessLogBytes: number;
 }
 
-const byRps = (runs: readonly Run[]): Run => [...runs].sort((a, b) => a.r.rps - b.r.rps)[Math.floor(runs.length / 2)] as Run;
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 export async function peersPhase(p: PeersPhase): Promise<PeersFigures> {
   const { pki } = p;

@@ -14,7 +14,7 @@ import { Pool } from 'undici';
 import { freePort, startRedis, type RunningRedis } from '../test/fixtures/redis.js';
 import { cpuSeconds, startChild, type Child } from './lib/proc.js';
 import { wrk, type WrkResult } from './lib/wrk.js';
-import { env, medianOf } from './lib/stats.js';
+import { byRps, env, medianOf, r1, r3 } from './lib/stats.js';
 
 /** Issue 14: AS calls per distinct token, three replicas sharing Redis. */
 export const TARGET_CALLS_PER_TOKEN = 1.05;
@@ -88,9 +88,6 @@ interface Run {
   readonly load: readonly [number, number];
 }
 
-const byRps = (runs: readonly Run[]): Run => [...runs].sort((a, b) => a.r.rps - b.r.rps)[Math.floor(runs.length / 2)] as Run;
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 const load1 = (): number => Math.round((loadavg()[0] ?? 0) * 100) / 100;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
